@@ -1,0 +1,59 @@
+"""Trees: specs, tasks, plans, routing, outcomes, and the runner."""
+
+from overstory.hierarchy._context import Context as Context
+from overstory.hierarchy._context import Memory as Memory
+from overstory.hierarchy._layer import Layer as Layer
+from overstory.hierarchy._outcome import FailureRecord as FailureRecord
+from overstory.hierarchy._outcome import Outcome as Outcome
+from overstory.hierarchy._outcome import Status as Status
+from overstory.hierarchy._outcome import StepRecord as StepRecord
+from overstory.hierarchy._plan import Step as Step
+from overstory.hierarchy._review import Approve as Approve
+from overstory.hierarchy._review import Edit as Edit
+from overstory.hierarchy._review import Reject as Reject
+from overstory.hierarchy._review import ReviewRequest as ReviewRequest
+from overstory.hierarchy._review import auto_approve as auto_approve
+from overstory.hierarchy._routing import Candidate as Candidate
+from overstory.hierarchy._routing import LexicalRouter as LexicalRouter
+from overstory.hierarchy._routing import RouteRequest as RouteRequest
+from overstory.hierarchy._runner import GoalHandle as GoalHandle
+from overstory.hierarchy._runner import Runner as Runner
+from overstory.hierarchy._runner import ShutdownReport as ShutdownReport
+from overstory.hierarchy._serde import converter as converter
+from overstory.hierarchy._serde import from_json as from_json
+from overstory.hierarchy._serde import to_json as to_json
+from overstory.hierarchy._spec import Strategic as Strategic
+from overstory.hierarchy._spec import Tactical as Tactical
+from overstory.hierarchy._task import Handoff as Handoff
+from overstory.hierarchy._task import Task as Task
+from overstory.hierarchy._tree import Tree as Tree
+
+__all__ = [
+    "Approve",
+    "Candidate",
+    "Context",
+    "Edit",
+    "FailureRecord",
+    "GoalHandle",
+    "Handoff",
+    "Layer",
+    "LexicalRouter",
+    "Memory",
+    "Outcome",
+    "Reject",
+    "ReviewRequest",
+    "RouteRequest",
+    "Runner",
+    "ShutdownReport",
+    "Status",
+    "Step",
+    "StepRecord",
+    "Strategic",
+    "Tactical",
+    "Task",
+    "Tree",
+    "auto_approve",
+    "converter",
+    "from_json",
+    "to_json",
+]

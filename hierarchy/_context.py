@@ -1,0 +1,84 @@
+"""What an agent sees besides its task: dependencies' outputs, shared memory, where it is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+import attrs
+
+from overstory.hierarchy._task import Task
+
+__all__ = ["Context", "Memory"]
+
+
+class Memory(MutableMapping[str, Any]):
+    """A goal's shared blackboard: every agent working on the goal reads and writes it.
+
+    Keys are strings and values must be JSON-serialisable (the daemon stores them), so
+    a bad value is refused with ``TypeError`` when it is written, not when it is saved.
+    Values are copied on the way in, so later mutation of the caller's object is not seen.
+    Trio runs one task at a time, so writes between two awaits are atomic.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        self._data: dict[str, Any] = {}
+        for key, value in (initial or {}).items():
+            self[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"memory keys must be strings, got {key!r}")
+        try:
+            encoded = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"memory[{key!r}] must be JSON-serialisable: {exc}") from None
+        self._data[key] = json.loads(encoded)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Memory({self._data!r})"
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of the current contents."""
+        copy: dict[str, Any] = json.loads(json.dumps(self._data))
+        return copy
+
+
+@attrs.frozen(kw_only=True)
+class Context:
+    """Everything an agent may use besides its task, for one attempt.
+
+    ``outputs`` maps the names of the step's dependencies (at every enclosing plan level)
+    to their outputs; ``memory`` is the goal's shared blackboard; ``path`` is the agent's
+    place in the tree; ``attempt`` counts from 1 on the current agent; ``feedback`` holds
+    the reviewer's feedback when the step is re-run after a rejection.
+    """
+
+    task: Task
+    goal: str
+    goal_id: str
+    path: str
+    attempt: int
+    outputs: Mapping[str, Any]
+    memory: Memory
+    feedback: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The last segment of ``path``: the agent's own name."""
+        return self.path.rsplit("/", 1)[-1]

@@ -1,0 +1,55 @@
+"""Human review at hand-offs: what a reviewer is asked, and what it may answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+__all__ = ["Approve", "Decision", "Edit", "Reject", "ReviewRequest", "Reviewer", "auto_approve"]
+
+
+@attrs.frozen(kw_only=True)
+class ReviewRequest:
+    """A step's output waiting for review before it is handed on.
+
+    ``path`` is the supervisor whose step it is, ``agent`` the child that produced the
+    output, and ``round`` counts reviews of this step from 1.
+    """
+
+    goal_id: str
+    goal: str
+    path: str
+    step: str
+    agent: str
+    output: Any
+    round: int
+
+
+@attrs.frozen
+class Approve:
+    """Hand the output on unchanged."""
+
+
+@attrs.frozen(kw_only=True)
+class Reject:
+    """Re-run the step; the agent finds ``feedback`` in ``ctx.feedback``."""
+
+    feedback: str
+
+
+@attrs.frozen(kw_only=True)
+class Edit:
+    """Hand on ``output`` instead of what the agent produced."""
+
+    output: Any
+
+
+Decision = Approve | Reject | Edit
+Reviewer = Callable[[ReviewRequest], Awaitable[Decision]]
+
+
+async def auto_approve(request: ReviewRequest) -> Decision:
+    """A reviewer that approves everything, for scripts and tests."""
+    return Approve()

@@ -1,0 +1,415 @@
+"""Running goals through a started tree: the runner, goal handles, and shutdown.
+
+``Tree.running()`` starts the tree's agents in a service nursery and yields a
+:class:`Runner`; each submitted goal runs in its own task and cancel scope inside the
+runner's goal nursery, so leaving ``running()`` can never leave a goal behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from overstory._errors import (
+    ConfigurationError,
+    Failure,
+    NoCandidate,
+    RunnerClosed,
+    StartError,
+)
+from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._context import Context, Memory
+from overstory.hierarchy._outcome import Outcome, Status
+from overstory.hierarchy._review import Reviewer
+from overstory.hierarchy._task import Task
+from overstory.leaves._agent import AgentSpec
+from overstory.leaves._leaf import FunctionLeaf
+from overstory.leaves._runtime import AgentPoolNode, FunctionLeafNode, ShutdownRecord
+from overstory.supervisors._decisions import UpwardHandoff
+from overstory.supervisors._events import EventSink
+from overstory.supervisors._runtime import CheckpointWriter, GoalRun, Node, Runtime
+from overstory.supervisors._supervisor import SupervisorNode
+from overstory.telemetry._hooks import Instrumentation, SpanHook, current_instrumentation
+
+__all__ = ["GoalHandle", "Runner", "ShutdownReport", "open_runner"]
+
+logger = logging.getLogger("overstory")
+
+
+@attrs.frozen(kw_only=True)
+class ShutdownReport:
+    """How the tree's agents stopped: every instance in stop order, and the bad ones."""
+
+    stopped: tuple[str, ...]
+    overran: tuple[str, ...]
+    failed: tuple[str, ...]
+    cancelled_goals: tuple[str, ...]
+
+
+class GoalHandle:
+    """A submitted goal: wait for its outcome or cancel it."""
+
+    __slots__ = ("_cancel_requested", "_done", "_outcome", "_scope", "goal", "id")
+
+    def __init__(self, goal_id: str, goal: str, scope: trio.CancelScope) -> None:
+        self.id = goal_id
+        self.goal = goal
+        self._scope = scope
+        self._done = trio.Event()
+        self._outcome: Outcome | None = None
+        self._cancel_requested = False
+
+    def __repr__(self) -> str:
+        status = self._outcome.status.value if self._outcome else "running"
+        return f"<GoalHandle {self.id} {status}>"
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    @property
+    def status(self) -> Status | None:
+        """The final status, or ``None`` while the goal runs."""
+        return self._outcome.status if self._outcome is not None else None
+
+    def cancel(self) -> None:
+        """Cancel the whole goal: every step, every agent below it. Idempotent.
+
+        The agents' ``finally`` blocks run; the outcome becomes CANCELLED (unless the goal
+        had already ended).
+        """
+        self._cancel_requested = True
+        self._scope.cancel()
+
+    async def outcome(self) -> Outcome:
+        """Wait until the goal ends and return its outcome. Cancelling the wait does not
+        cancel the goal."""
+        await self._done.wait()
+        assert self._outcome is not None
+        return self._outcome
+
+    def _finish(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._done.set()
+
+
+class Runner:
+    """Accepts goals for a started tree; made by ``Tree.running()``."""
+
+    def __init__(
+        self,
+        *,
+        tree: str,
+        root: SupervisorNode,
+        runtime: Runtime,
+        nursery: trio.Nursery,
+        max_concurrent: int | None,
+    ) -> None:
+        self.tree = tree
+        self.root = root
+        self.runtime = runtime
+        self._nursery = nursery
+        self._limiter = trio.CapacityLimiter(max_concurrent) if max_concurrent is not None else None
+        self._active: dict[str, GoalHandle] = {}
+        self._accepting = True
+        self.report: ShutdownReport | None = None
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def in_flight(self) -> tuple[GoalHandle, ...]:
+        """Goals submitted and not yet ended (running or waiting for a slot)."""
+        return tuple(self._active.values())
+
+    async def submit(
+        self,
+        goal: str,
+        *,
+        input: Any = None,
+        timeout: float | None = None,
+        goal_id: str | None = None,
+        memory: Mapping[str, Any] | None = None,
+        checkpoints: Mapping[str, Any] | None = None,
+        on_checkpoint: CheckpointWriter | None = None,
+    ) -> GoalHandle:
+        """Start ``goal`` and return its handle at once.
+
+        ``timeout`` (seconds) is the goal's deadline: past it everything below is
+        cancelled and the outcome is TIMED_OUT. ``checkpoints`` maps step keys to outputs
+        recorded earlier: those steps are not run again (the daemon resumes goals this
+        way); ``on_checkpoint`` is awaited with each newly completed step's key and
+        output. Raises :class:`RunnerClosed` after intake stopped, ``ValueError`` for an
+        empty goal, a bad timeout or a goal id in flight, and ``TypeError`` for an input
+        that is not JSON-serialisable.
+        """
+        if not self._accepting:
+            raise RunnerClosed("the runner has stopped accepting goals")
+        if not isinstance(goal, str) or not goal.strip():
+            raise ValueError(f"goal must be a non-empty string, got {goal!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        try:
+            json.dumps(input)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"goal input must be JSON-serialisable: {exc}") from None
+        goal_id = goal_id or uuid.uuid4().hex
+        if goal_id in self._active:
+            raise ValueError(f"goal id {goal_id!r} is already in flight")
+        limits = [t for t in (timeout, self.root.definition.timeout) if t is not None]
+        deadline = trio.current_time() + min(limits) if limits else math.inf
+        handle = GoalHandle(goal_id, goal, trio.CancelScope(deadline=deadline))
+        run = GoalRun(
+            goal_id=goal_id,
+            goal=goal,
+            runtime=self.runtime,
+            memory=Memory(memory),
+            started=trio.current_time(),
+            checkpoints=dict(checkpoints or {}),
+            on_checkpoint=on_checkpoint,
+        )
+        self._active[goal_id] = handle
+        self._nursery.start_soon(self._run_goal, handle, run, input, name=f"goal {goal_id}")
+        return handle
+
+    async def _run_goal(self, handle: GoalHandle, run: GoalRun, input: Any) -> None:
+        started_at = time.time()
+        status = Status.CANCELLED
+        output: Any = None
+        try:
+            with self.runtime.instrumentation.goal(
+                tree=self.tree, goal_id=run.goal_id, goal=run.goal
+            ) as goal_span:
+                with handle._scope:
+                    if self._limiter is not None:
+                        async with self._limiter:
+                            status, output = await self._run_root(run, input, goal_span)
+                    else:
+                        status, output = await self._run_root(run, input, goal_span)
+                if handle._scope.cancelled_caught:
+                    timed_out = (
+                        not handle._cancel_requested
+                        and trio.current_time() >= handle._scope.deadline
+                    )
+                    status = Status.TIMED_OUT if timed_out else Status.CANCELLED
+                goal_span.set_attributes({"overstory.goal.status": status.value})
+        finally:
+            del self._active[handle.id]
+            handle._finish(
+                Outcome(
+                    goal_id=run.goal_id,
+                    goal=run.goal,
+                    tree=self.tree,
+                    status=status,
+                    output=output if status is Status.SUCCEEDED else None,
+                    steps=tuple(run.steps),
+                    failures=tuple(run.failures),
+                    memory=run.memory.snapshot(),
+                    started_at=started_at,
+                    duration=run.elapsed(),
+                )
+            )
+
+    async def _run_root(self, run: GoalRun, input: Any, goal_span: SpanHook) -> tuple[Status, Any]:
+        root = self.root.definition
+        run.started = trio.current_time()
+        task = Task(goal=run.goal, goal_id=run.goal_id, input=input)
+        ctx = Context(
+            task=task,
+            goal=run.goal,
+            goal_id=run.goal_id,
+            path=root.path,
+            attempt=1,
+            outputs={},
+            memory=run.memory,
+        )
+        try:
+            with self.runtime.instrumentation.invoke(
+                layer=root.layer,
+                name=root.name,
+                path=root.path,
+                description=root.description,
+                goal_id=run.goal_id,
+                step=None,
+                attempt=1,
+                previous=None,
+                attributes={"overstory.strategy": self.root.spec.strategy.value},
+            ) as span:
+                try:
+                    output = await self.root.execute(task, ctx, run, span)
+                    if isinstance(output, UpwardHandoff):
+                        handoff = output.handoff
+                        raise NoCandidate(
+                            root.path,
+                            root.name,
+                            f"no agent in the tree fits the hand-off from {output.origin} "
+                            f"to {handoff.to or handoff.goal!r}",
+                        )
+                except Exception as exc:
+                    span.record_failure(exc)
+                    raise
+        except Exception as exc:
+            goal_span.record_failure(exc)
+            if not run.recorded(exc):
+                run.fail(
+                    path=getattr(exc, "path", root.path) if isinstance(exc, Failure) else root.path,
+                    layer=root.layer.value,
+                    step=None,
+                    attempt=1,
+                    error=exc,
+                )
+            return Status.FAILED, None
+        return Status.SUCCEEDED, output
+
+    async def _close(self, grace: float) -> tuple[str, ...]:
+        """Stop intake, give in-flight goals ``grace`` seconds, cancel the rest; return
+        the ids of the goals it cancelled. The grace wait ends early if we are cancelled."""
+        self._accepting = False
+        try:
+            if grace > 0 and self._active:
+                with trio.move_on_after(grace):
+                    for handle in list(self._active.values()):
+                        await handle.outcome()
+        finally:
+            remaining = list(self._active.values())
+            for handle in remaining:
+                handle.cancel()
+        return tuple(handle.id for handle in remaining)
+
+
+def _instantiate(
+    definition: NodeDef,
+    runtime: Runtime,
+    *,
+    fail_fast: bool,
+    pools: list[AgentPoolNode],
+    on_failure: Any,
+) -> Node:
+    if isinstance(definition.spec, FunctionLeaf):
+        return FunctionLeafNode(definition)
+    if isinstance(definition.spec, AgentSpec):
+        pool = AgentPoolNode(definition, runtime, on_failure=on_failure, fail_fast=fail_fast)
+        pools.append(pool)
+        return pool
+    owner: list[SupervisorNode] = []
+    children = [
+        _instantiate(
+            child,
+            runtime,
+            fail_fast=fail_fast,
+            pools=pools,
+            on_failure=lambda: owner[0].count_failure(),
+        )
+        for child in definition.children
+    ]
+    node = SupervisorNode(definition, children, runtime)
+    owner.append(node)
+    return node
+
+
+async def _stop_pools(pools: list[AgentPoolNode]) -> list[ShutdownRecord]:
+    records: list[ShutdownRecord] = []
+    with trio.CancelScope(shield=True):
+        for pool in reversed(pools):
+            records.extend(await pool.stop_all())
+    return records
+
+
+def _report(records: list[ShutdownRecord], cancelled: tuple[str, ...]) -> ShutdownReport:
+    report = ShutdownReport(
+        stopped=tuple(r.path for r in records),
+        overran=tuple(r.path for r in records if r.overran),
+        failed=tuple(r.path for r in records if r.error is not None),
+        cancelled_goals=cancelled,
+    )
+    for path in report.overran:
+        logger.warning("agent %s: stop() overran its stop_timeout and was abandoned", path)
+    for record in records:
+        if record.error is not None:
+            logger.warning("agent %s: stop() raised %s", record.path, record.error)
+    return report
+
+
+@asynccontextmanager
+async def open_runner(
+    *,
+    tree: str,
+    blueprint: NodeDef,
+    reviewer: Reviewer | None,
+    on_event: EventSink | None,
+    instrumentation: Instrumentation | None,
+    seed: int | None,
+    max_concurrent: int | None,
+    grace: float,
+    start_failure: str,
+) -> AsyncIterator[Runner]:
+    """The body of ``Tree.running()``; see there."""
+    if start_failure not in ("fail", "continue"):
+        raise ValueError(f"start_failure must be 'fail' or 'continue', got {start_failure!r}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent!r}")
+    if reviewer is None and blueprint.needs_review:
+        raise ConfigurationError(
+            f"{blueprint.path}: the tree has review points but no reviewer was given; "
+            "pass reviewer= (ov.auto_approve approves everything)"
+        )
+    runtime = Runtime(
+        tree=tree,
+        instrumentation=instrumentation or current_instrumentation(),
+        reviewer=reviewer,
+        on_event=on_event,
+        rng=random.Random(seed),
+    )
+    pools: list[AgentPoolNode] = []
+    root = _instantiate(
+        blueprint,
+        runtime,
+        fail_fast=start_failure == "fail",
+        pools=pools,
+        on_failure=lambda: None,
+    )
+    assert isinstance(root, SupervisorNode)
+    start_error: StartError | None = None
+    async with trio.open_nursery() as services:
+        started: list[AgentPoolNode] = []
+        try:
+            for pool in pools:
+                started.append(pool)
+                await pool.start(services)
+        except StartError as exc:
+            start_error = exc
+            await _stop_pools(started)
+        if start_error is None:
+            runner = Runner(
+                tree=tree,
+                root=root,
+                runtime=runtime,
+                nursery=services,
+                max_concurrent=max_concurrent,
+            )
+            cancelled: tuple[str, ...] = ()
+            try:
+                async with trio.open_nursery() as goals:
+                    runner._nursery = goals
+                    try:
+                        yield runner
+                    finally:
+                        cancelled = await runner._close(grace)
+            finally:
+                runner.report = _report(await _stop_pools(started), cancelled)
+        services.cancel_scope.cancel()
+    if start_error is not None:
+        raise start_error

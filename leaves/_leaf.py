@@ -1,0 +1,93 @@
+"""Function leaves: a plain ``async def (task, ctx)`` that does one kind of work."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, overload
+
+import attrs
+
+from overstory._checks import at_least, optional_positive, to_skills
+from overstory.hierarchy._context import Context
+from overstory.hierarchy._task import Task
+
+__all__ = ["FunctionLeaf", "LeafFunction", "leaf"]
+
+LeafFunction = Callable[[Task, Context], Awaitable[Any]]
+
+
+def _first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
+
+
+@attrs.frozen(kw_only=True)
+class FunctionLeaf:
+    """A stateless leaf agent made from an async function.
+
+    Calling it calls the function, so a decorated function stays testable on its own.
+    ``concurrency`` limits how many calls run at once across all goals (``None``: no limit);
+    ``timeout`` bounds each attempt.
+    """
+
+    fn: LeafFunction
+    name: str
+    description: str = ""
+    skills: frozenset[str] = attrs.field(default=frozenset(), converter=to_skills)
+    timeout: float | None = attrs.field(default=None, validator=optional_positive())
+    concurrency: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(at_least(1))
+    )
+
+    def __call__(self, task: Task, ctx: Context) -> Awaitable[Any]:
+        return self.fn(task, ctx)
+
+    @classmethod
+    def from_function(cls, fn: LeafFunction) -> FunctionLeaf:
+        """Wrap an undecorated async function: its name and docstring describe it."""
+        return cls(fn=fn, name=fn.__name__, description=_first_line(fn.__doc__))
+
+
+@overload
+def leaf(fn: LeafFunction, /) -> FunctionLeaf: ...
+@overload
+def leaf(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    skills: Iterable[str] = (),
+    timeout: float | None = None,
+    concurrency: int | None = None,
+) -> Callable[[LeafFunction], FunctionLeaf]: ...
+def leaf(
+    fn: LeafFunction | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    skills: Iterable[str] = (),
+    timeout: float | None = None,
+    concurrency: int | None = None,
+) -> FunctionLeaf | Callable[[LeafFunction], FunctionLeaf]:
+    """Make an async function a leaf agent; use as ``@leaf`` or ``@leaf(description=...)``.
+
+    The description defaults to the first paragraph of the docstring and the name to the
+    function's name. Raises ``TypeError`` at once when ``fn`` is not an async function.
+    """
+
+    def wrap(function: LeafFunction) -> FunctionLeaf:
+        if not inspect.iscoroutinefunction(function):
+            raise TypeError(f"@leaf needs an async function (async def), got {function!r}")
+        skill_set: frozenset[str] = (
+            frozenset((skills,)) if isinstance(skills, str) else frozenset(skills)
+        )
+        return FunctionLeaf(
+            fn=function,
+            name=name or function.__name__,
+            description=_first_line(function.__doc__) if description is None else description,
+            skills=skill_set,
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+
+    return wrap if fn is None else wrap(fn)

@@ -1,0 +1,269 @@
+"""Leaf nodes at run time: function leaves, and pools of stateful agent instances.
+
+A task always runs in the caller's task, inside the goal's cancel scope: an agent
+instance is checked out of its pool like a connection, used, and checked back in. Only
+the instances' lifecycle (start, restart, stop) runs in the tree's service nursery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from overstory._errors import AgentUnavailable, StartError
+from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._context import Context
+from overstory.hierarchy._task import Task
+from overstory.leaves._agent import Agent, AgentSpec
+from overstory.leaves._leaf import FunctionLeaf
+from overstory.supervisors._events import EventKind
+from overstory.supervisors._policies import Restart
+from overstory.supervisors._runtime import GoalRun, Runtime
+from overstory.telemetry._hooks import SpanHook
+
+__all__ = ["AgentPoolNode", "FunctionLeafNode", "ShutdownRecord"]
+
+
+class FunctionLeafNode:
+    """A function leaf: stateless, optionally limited to ``concurrency`` calls at once."""
+
+    __slots__ = ("_fn", "_limiter", "definition")
+
+    def __init__(self, definition: NodeDef) -> None:
+        spec = definition.spec
+        assert isinstance(spec, FunctionLeaf)
+        self.definition = definition
+        self._fn = spec.fn
+        self._limiter = (
+            trio.CapacityLimiter(spec.concurrency) if spec.concurrency is not None else None
+        )
+
+    def healthy(self, now: float) -> bool:
+        return True
+
+    async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
+        if self._limiter is None:
+            return await self._fn(task, ctx)
+        async with self._limiter:
+            return await self._fn(task, ctx)
+
+
+@attrs.frozen(kw_only=True)
+class ShutdownRecord:
+    """How one agent instance's ``stop()`` went at shutdown."""
+
+    path: str
+    overran: bool
+    error: str | None = None
+
+
+@attrs.define(eq=False)
+class _Instance:
+    index: int
+    agent: Agent | None = None
+    # The pool sends the way a checked-out task ended: "raised" or "cancelled".
+    crashes: tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]] = attrs.field(
+        factory=lambda: trio.open_memory_channel[str](math.inf)
+    )
+    retired: bool = False
+
+
+def _retired(instance: _Instance) -> bool:
+    # A function, so that type checkers do not assume the flag kept its value across awaits.
+    return instance.retired
+
+
+class AgentPoolNode:
+    """``concurrency`` instances of one :class:`Agent` class, each doing one task at a time.
+
+    Tasks wait for a free instance, at most ``queue_limit`` of them; beyond that, or when
+    no instance is live, ``execute`` fails at once with :class:`AgentUnavailable`.
+    """
+
+    def __init__(
+        self,
+        definition: NodeDef,
+        runtime: Runtime,
+        *,
+        on_failure: Callable[[], None],
+        fail_fast: bool,
+    ) -> None:
+        spec = definition.spec
+        assert isinstance(spec, AgentSpec)
+        self.definition = definition
+        self.spec = spec
+        self._runtime = runtime
+        self._on_failure = on_failure
+        self._fail_fast = fail_fast
+        self._free_send, self._free_recv = trio.open_memory_channel[_Instance](math.inf)
+        self._instances: list[_Instance] = []
+        self._live = 0
+        self._waiting = 0
+        self._remaining = spec.concurrency
+        self.stopped: list[ShutdownRecord] = []
+
+    @property
+    def path(self) -> str:
+        return self.definition.path
+
+    @property
+    def live(self) -> int:
+        """Instances started and not crashed (busy or free)."""
+        return self._live
+
+    def healthy(self, now: float) -> bool:
+        return self._live > 0
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start every instance, in order; returns when each has started once.
+
+        With ``fail_fast``, the first ``start()`` that raises aborts with
+        :class:`StartError`; otherwise the instance keeps retrying with backoff in the
+        background and the pool starts with fewer live instances.
+        """
+        for index in range(self.spec.concurrency):
+            instance = _Instance(index)
+            self._instances.append(instance)
+            await nursery.start(self._manage, instance)
+
+    def _instance_path(self, instance: _Instance) -> str:
+        return self.path if self.spec.concurrency == 1 else f"{self.path}#{instance.index}"
+
+    async def _manage(
+        self, instance: _Instance, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        restarts = 0
+        reported = False
+        while not instance.retired:
+            agent = self.spec.cls()
+            try:
+                await agent.start()
+            except Exception as exc:
+                self._on_failure()
+                self._runtime.emit(
+                    None,
+                    self._runtime.event(
+                        EventKind.START_FAILED,
+                        self._instance_path(instance),
+                        attempt=restarts + 1,
+                        error_type=type(exc).__name__,
+                        message=str(exc),
+                    ),
+                )
+                if not reported:
+                    if self._fail_fast:
+                        raise StartError(self._instance_path(instance), repr(exc)) from exc
+                    reported = True
+                    task_status.started()
+                await trio.sleep(self.spec.backoff.delay(restarts, self._runtime.rng.random()))
+                restarts += 1
+                continue
+            if _retired(instance):
+                # The pool was stopped while this instance was starting.
+                instance.agent = agent
+                await self._stop_instance(instance)
+                return
+            instance.agent = agent
+            self._live += 1
+            self._free_send.send_nowait(instance)
+            if not reported:
+                reported = True
+                task_status.started()
+            healthy_since = trio.current_time()
+            how = await instance.crashes[1].receive()
+            restart = self.spec.restart
+            if how == "raised" and restart is Restart.TEMPORARY:
+                instance.retired = True
+            await self._stop_instance(instance)
+            if instance.retired:
+                self._retire()
+                return
+            if trio.current_time() - healthy_since >= self.spec.backoff.reset_after:
+                restarts = 0
+            delay = self.spec.backoff.delay(restarts, self._runtime.rng.random())
+            restarts += 1
+            self._runtime.emit(
+                None,
+                self._runtime.event(
+                    EventKind.RESTART,
+                    self._instance_path(instance),
+                    attempt=restarts,
+                    delay=delay,
+                    message=f"handle() {how}",
+                ),
+            )
+            await trio.sleep(delay)
+
+    def _retire(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            # Nothing will ever serve again: wake every waiter with EndOfChannel.
+            self._free_send.close()
+
+    async def _stop_instance(self, instance: _Instance) -> ShutdownRecord | None:
+        agent, instance.agent = instance.agent, None
+        if agent is None:
+            return None
+        error: str | None = None
+        with trio.CancelScope(shield=True), trio.move_on_after(self.spec.stop_timeout) as bound:
+            try:
+                await agent.stop()
+            except Exception as exc:
+                error = repr(exc)
+        return ShutdownRecord(
+            path=self._instance_path(instance), overran=bound.cancelled_caught, error=error
+        )
+
+    async def stop_all(self) -> list[ShutdownRecord]:
+        """Stop every started instance, in reverse start order, each bounded by
+        ``stop_timeout``; retire the instances so none restarts. Shielded by the caller."""
+        records: list[ShutdownRecord] = []
+        for instance in reversed(self._instances):
+            instance.retired = True
+            if instance.agent is not None:
+                self._live -= 1
+            record = await self._stop_instance(instance)
+            if record is not None:
+                records.append(record)
+        self.stopped = records
+        return records
+
+    async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
+        if self._live == 0:
+            raise AgentUnavailable(self.path, "no live instance")
+        free = self._free_recv.statistics().current_buffer_used
+        if free == 0 and self._waiting >= self.spec.queue_limit:
+            raise AgentUnavailable(
+                self.path, f"all instances busy and {self._waiting} tasks already waiting"
+            )
+        self._waiting += 1
+        try:
+            instance = await self._free_recv.receive()
+        except trio.EndOfChannel:
+            raise AgentUnavailable(self.path, "no live instance") from None
+        finally:
+            self._waiting -= 1
+        agent = instance.agent
+        assert agent is not None
+        how = "cancelled"
+        try:
+            result = await agent.handle(task, ctx)
+            how = "returned"
+            return result
+        except Exception:
+            how = "raised"
+            raise
+        finally:
+            self._check_in(instance, how)
+
+    def _check_in(self, instance: _Instance, how: str) -> None:
+        restart = self.spec.restart
+        if how == "returned" or (how == "cancelled" and restart is not Restart.PERMANENT):
+            self._free_send.send_nowait(instance)
+        else:
+            self._live -= 1
+            instance.crashes[0].send_nowait(how)

@@ -1,0 +1,130 @@
+"""overstory: teams of AI agents as supervisor trees, on trio.
+
+``import overstory as ov`` gives the whole public surface::
+
+    tree = ov.Tree("agency", ov.Strategic("director", plan=[...], children=[...]))
+    outcome = trio.run(tree.run, "Qualify lead ACME")
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from overstory import telemetry as telemetry
+from overstory._errors import AgentUnavailable as AgentUnavailable
+from overstory._errors import AttemptTimeout as AttemptTimeout
+from overstory._errors import CandidatesExhausted as CandidatesExhausted
+from overstory._errors import ConfigurationError as ConfigurationError
+from overstory._errors import DefinitionError as DefinitionError
+from overstory._errors import Escalation as Escalation
+from overstory._errors import Failure as Failure
+from overstory._errors import Fatal as Fatal
+from overstory._errors import HandoffLoop as HandoffLoop
+from overstory._errors import NoCandidate as NoCandidate
+from overstory._errors import OverstoryError as OverstoryError
+from overstory._errors import PlanError as PlanError
+from overstory._errors import ReviewRejected as ReviewRejected
+from overstory._errors import RunnerClosed as RunnerClosed
+from overstory._errors import StartError as StartError
+from overstory._errors import SupervisorTripped as SupervisorTripped
+from overstory.hierarchy import Approve as Approve
+from overstory.hierarchy import Candidate as Candidate
+from overstory.hierarchy import Context as Context
+from overstory.hierarchy import Edit as Edit
+from overstory.hierarchy import FailureRecord as FailureRecord
+from overstory.hierarchy import GoalHandle as GoalHandle
+from overstory.hierarchy import Handoff as Handoff
+from overstory.hierarchy import Layer as Layer
+from overstory.hierarchy import LexicalRouter as LexicalRouter
+from overstory.hierarchy import Memory as Memory
+from overstory.hierarchy import Outcome as Outcome
+from overstory.hierarchy import Reject as Reject
+from overstory.hierarchy import ReviewRequest as ReviewRequest
+from overstory.hierarchy import RouteRequest as RouteRequest
+from overstory.hierarchy import Runner as Runner
+from overstory.hierarchy import ShutdownReport as ShutdownReport
+from overstory.hierarchy import Status as Status
+from overstory.hierarchy import Step as Step
+from overstory.hierarchy import StepRecord as StepRecord
+from overstory.hierarchy import Strategic as Strategic
+from overstory.hierarchy import Tactical as Tactical
+from overstory.hierarchy import Task as Task
+from overstory.hierarchy import Tree as Tree
+from overstory.hierarchy import auto_approve as auto_approve
+from overstory.hierarchy import converter as converter
+from overstory.hierarchy import from_json as from_json
+from overstory.hierarchy import to_json as to_json
+from overstory.leaves import Agent as Agent
+from overstory.leaves import AgentSpec as AgentSpec
+from overstory.leaves import FunctionLeaf as FunctionLeaf
+from overstory.leaves import leaf as leaf
+from overstory.supervisors import Backoff as Backoff
+from overstory.supervisors import Breaker as Breaker
+from overstory.supervisors import EventKind as EventKind
+from overstory.supervisors import Intensity as Intensity
+from overstory.supervisors import Restart as Restart
+from overstory.supervisors import Retry as Retry
+from overstory.supervisors import Strategy as Strategy
+from overstory.supervisors import SupervisionEvent as SupervisionEvent
+
+try:
+    __version__ = version("overstory")
+except PackageNotFoundError:  # pragma: no cover - running from a tree without metadata
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Agent",
+    "AgentSpec",
+    "AgentUnavailable",
+    "Approve",
+    "AttemptTimeout",
+    "Backoff",
+    "Breaker",
+    "Candidate",
+    "CandidatesExhausted",
+    "ConfigurationError",
+    "Context",
+    "DefinitionError",
+    "Edit",
+    "Escalation",
+    "EventKind",
+    "Failure",
+    "FailureRecord",
+    "Fatal",
+    "FunctionLeaf",
+    "GoalHandle",
+    "Handoff",
+    "HandoffLoop",
+    "Intensity",
+    "Layer",
+    "LexicalRouter",
+    "Memory",
+    "NoCandidate",
+    "Outcome",
+    "OverstoryError",
+    "PlanError",
+    "Reject",
+    "Restart",
+    "Retry",
+    "ReviewRejected",
+    "ReviewRequest",
+    "RouteRequest",
+    "Runner",
+    "RunnerClosed",
+    "ShutdownReport",
+    "StartError",
+    "Status",
+    "Step",
+    "StepRecord",
+    "Strategic",
+    "Strategy",
+    "SupervisionEvent",
+    "SupervisorTripped",
+    "Tactical",
+    "Task",
+    "Tree",
+    "auto_approve",
+    "converter",
+    "from_json",
+    "leaf",
+    "telemetry",
+    "to_json",
+]

@@ -1,0 +1,107 @@
+"""What every runtime node shares: the tree-wide runtime and one goal's running state."""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._context import Context, Memory
+from overstory.hierarchy._outcome import FailureRecord, StepRecord
+from overstory.hierarchy._review import Reviewer
+from overstory.hierarchy._task import Task
+from overstory.supervisors._events import EventKind, EventSink, SupervisionEvent
+from overstory.telemetry._hooks import Instrumentation, SpanHook
+
+__all__ = ["CheckpointWriter", "GoalRun", "Node", "Runtime"]
+
+#: Called with (key, output) after a step completes, before its output is handed on.
+CheckpointWriter = Callable[[str, Any], Awaitable[None]]
+
+
+@attrs.define(kw_only=True, eq=False)
+class Runtime:
+    """Tree-wide services for one ``Tree.running()``: randomness, telemetry, events."""
+
+    tree: str
+    instrumentation: Instrumentation
+    reviewer: Reviewer | None
+    on_event: EventSink | None
+    rng: random.Random
+
+    def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
+        """Record a supervision decision on ``span`` and pass it to ``on_event``."""
+        if span is not None:
+            span.add_event(event.kind.value, event.attributes())
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def event(self, kind: EventKind, path: str, **fields: Any) -> SupervisionEvent:
+        return SupervisionEvent(kind=kind, path=path, time=trio.current_time(), **fields)
+
+
+@attrs.define(kw_only=True, eq=False)
+class GoalRun:
+    """One goal's state while it runs; dropped when the goal ends."""
+
+    goal_id: str
+    goal: str
+    runtime: Runtime
+    memory: Memory
+    started: float
+    checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
+    on_checkpoint: CheckpointWriter | None = None
+    failures: list[FailureRecord] = attrs.field(factory=list)
+    steps: list[StepRecord] = attrs.field(factory=list)
+    _recorded: set[int] = attrs.field(factory=set, alias="_recorded")
+
+    def recorded(self, error: BaseException) -> bool:
+        """Whether ``error`` is already in the failure chain."""
+        return id(error) in self._recorded
+
+    def elapsed(self) -> float:
+        return trio.current_time() - self.started
+
+    def fail(
+        self,
+        *,
+        path: str,
+        layer: str,
+        step: str | None,
+        attempt: int,
+        error: BaseException,
+        with_traceback: bool = True,
+    ) -> None:
+        """Append ``error`` to the goal's failure chain."""
+        self._recorded.add(id(error))
+        self.failures.append(
+            FailureRecord(
+                path=path,
+                layer=layer,
+                step=step,
+                attempt=attempt,
+                error_type=type(error).__name__,
+                message=str(error),
+                traceback=("".join(traceback.format_exception(error)) if with_traceback else ""),
+                at=self.elapsed(),
+            )
+        )
+
+
+class Node(Protocol):
+    """A runtime node: what a supervisor needs of each child."""
+
+    definition: NodeDef
+
+    def healthy(self, now: float) -> bool:
+        """Whether routing may pick this node now (breakers are the parent's business)."""
+        ...
+
+    async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
+        """Do ``task`` once. Raises the failure; ``trio.Cancelled`` is never converted."""
+        ...

@@ -1,0 +1,443 @@
+"""Running one supervisor's plan for one goal: the steps as a DAG inside one nursery.
+
+The scheduler owns every decision about *which* work runs; the supervisor decides what
+one failure leads to. Each unit of work (a step, or one item of a fan-out) runs exactly
+one attempt per task and reports back over a channel; retries wait in the scheduler
+(so cancelling the goal during a backoff returns at once), and the restart strategy is
+applied here: ``one_for_all`` and ``rest_for_one`` cancel and invalidate the affected
+steps. Units cancelled that way are bystanders: nothing counts them as failures.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from overstory._errors import Escalation, Failure, NoCandidate, ReviewRejected
+from overstory.hierarchy._context import Context
+from overstory.hierarchy._outcome import Status, StepRecord
+from overstory.hierarchy._plan import Step
+from overstory.hierarchy._task import Task
+from overstory.supervisors._decisions import Decision, Done, Escalate, Track, UpwardHandoff
+from overstory.supervisors._events import EventKind
+from overstory.supervisors._policies import Strategy
+from overstory.supervisors._review import Verdict, review
+from overstory.supervisors._runtime import GoalRun
+from overstory.telemetry._hooks import SpanHook
+
+if TYPE_CHECKING:
+    from overstory.supervisors._supervisor import SupervisorNode
+
+__all__ = ["PlanRun"]
+
+
+class _Phase(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    REVIEWING = "reviewing"
+    DONE = "done"
+
+
+@attrs.define(eq=False)
+class _StepRun:
+    step: Step
+    index: int
+    phase: _Phase = _Phase.WAITING
+    units: list[_Unit] | None = None
+    output: Any = None
+    feedback: list[str] = attrs.field(factory=list)
+    reviews: int = 0
+    runs: int = 0
+    running: int = 0
+    not_before: float = -math.inf
+    review_scope: trio.CancelScope | None = None
+    review_label: str | None = None
+
+
+@attrs.define(eq=False)
+class _Unit:
+    key: str
+    run: _StepRun
+    item: int | None
+    input: Any
+    track: Track
+    eligible_at: float
+    scope: trio.CancelScope | None = None
+    done: bool = False
+    stale: bool = False
+    output: Any = None
+    started: float = 0.0
+
+
+@attrs.frozen
+class _UnitEnded:
+    unit: _Unit
+    decision: Decision | None  # None: the scheduler cancelled it
+
+
+@attrs.frozen
+class _Reviewed:
+    step: _StepRun
+    verdict: Verdict | None  # None: the scheduler cancelled the review
+    error: Failure | None = None
+
+
+_Notice = _UnitEnded | _Reviewed
+
+
+class PlanRun:
+    """Run ``steps`` (in plan order) for one task of ``supervisor``; see the module doc."""
+
+    def __init__(
+        self,
+        supervisor: SupervisorNode,
+        steps: tuple[Step, ...],
+        task: Task,
+        ctx: Context,
+        run: GoalRun,
+        span: SpanHook,
+        feedback: tuple[str, ...],
+    ) -> None:
+        self.sup = supervisor
+        self.task = task
+        self.ctx = ctx
+        self.run_state = run
+        self.span = span
+        self.feedback = ctx.feedback + feedback
+        self.steps = [_StepRun(step, index) for index, step in enumerate(steps)]
+        self.by_name = {s.step.name: s for s in self.steps}
+        self.tracks: dict[str, Track] = {}
+        self.running = 0
+        self.limit = supervisor.spec.max_parallel
+        self.error: Failure | None = None
+        self.send, self.receive = trio.open_memory_channel[_Notice](math.inf)
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self) -> dict[str, Any]:
+        """Run the plan to completion; returns each step's output by name.
+
+        Raises the :class:`Escalation` (or other failure) that ended the plan, after
+        every unit it started has stopped. Cancellation passes through untouched.
+        """
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            while True:
+                self._launch(trio.current_time())
+                if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
+                    break
+                with trio.move_on_at(self._next_wake()):
+                    self._apply(await self.receive.receive())
+                    while True:
+                        try:
+                            notice = self.receive.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                        self._apply(notice)
+            nursery.cancel_scope.cancel()
+        if self.error is not None:
+            raise self.error
+        return {s.step.name: s.output for s in self.steps}
+
+    # -- launching ----------------------------------------------------------------------
+
+    def _next_wake(self) -> float:
+        pending = [
+            unit.eligible_at
+            for s in self.steps
+            if s.phase is _Phase.RUNNING and s.units is not None
+            for unit in s.units
+            if not unit.done and unit.scope is None
+        ]
+        return min(pending, default=math.inf)
+
+    def _launch(self, now: float) -> None:
+        for step_run in self.steps:
+            if self.error is not None:
+                return
+            if step_run.phase is _Phase.WAITING and all(
+                self.by_name[d].phase is _Phase.DONE for d in step_run.step.after
+            ):
+                self._expand(step_run, now)
+            if step_run.phase is _Phase.RUNNING and step_run.units is not None:
+                cap = step_run.step.max_parallel or self.limit
+                for unit in step_run.units:
+                    if self.running >= self.limit or step_run.running >= cap:
+                        break
+                    if not unit.done and unit.scope is None and unit.eligible_at <= now:
+                        self._start(unit, now)
+
+    def _expand(self, step_run: _StepRun, now: float) -> None:
+        step = step_run.step
+        step_run.runs += 1
+        step_run.phase = _Phase.RUNNING
+        source = step.source
+        if source is None:
+            items: list[tuple[str, int | None, Any]] = [(step.name, None, self.task.input)]
+        else:
+            try:
+                values = self._fan_out_values(step, *source)
+            except Failure as exc:
+                self._fail(exc, step_run)
+                return
+            items = [(f"{step.name}[{i}]", i, value) for i, value in enumerate(values)]
+        step_run.units = [
+            _Unit(
+                key=key,
+                run=step_run,
+                item=item,
+                input=value,
+                track=self.tracks.setdefault(key, Track(step=step.name)),
+                eligible_at=step_run.not_before,
+            )
+            for key, item, value in items
+        ]
+        if not step_run.units:
+            self._complete(step_run)
+
+    def _fan_out_values(self, step: Step, where: str, key: str | None) -> list[Any]:
+        base = self.task.input if where == "input" else self.by_name[where].output
+        try:
+            value = base if key is None else base[key]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise Escalation(
+                self.sup.path,
+                step.name,
+                f"for_each={step.for_each!r}: no such value ({type(exc).__name__}: {exc})",
+                fatal=True,
+            ) from None
+        if not isinstance(value, list | tuple):
+            raise Escalation(
+                self.sup.path,
+                step.name,
+                f"for_each={step.for_each!r} must name a list, got {type(value).__name__}",
+                fatal=True,
+            )
+        return list(value)
+
+    def _start(self, unit: _Unit, now: float) -> None:
+        assert self.nursery is not None
+        unit.scope = trio.CancelScope()
+        unit.started = now
+        self.running += 1
+        unit.run.running += 1
+        self.nursery.start_soon(self._unit_task, unit, unit.scope)
+
+    async def _unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
+        decision: Decision | None = None
+        with scope:
+            decision = await self._attempt(unit)
+        self.send.send_nowait(_UnitEnded(unit, decision))
+
+    async def _attempt(self, unit: _Unit) -> Decision:
+        run = self.run_state
+        step = unit.run.step
+        key = f"{self.sup.path}#{unit.key}"
+        if key in run.checkpoints:
+            return Done(run.checkpoints[key], None, resumed=True)
+        outputs: Mapping[str, Any] = self.ctx.outputs
+        if step.after:
+            outputs = {**outputs, **{d: self.by_name[d].output for d in step.after}}
+        task = Task(
+            goal=step.goal,
+            goal_id=run.goal_id,
+            input=unit.input,
+            step=step.name,
+            skills=step.skills,
+            to=step.to.split("/", 1)[1] if step.to and "/" in step.to else None,
+            item=unit.item,
+            handoffs=self.task.handoffs,
+        )
+        decision = await self.sup.try_once(
+            unit.track,
+            step,
+            task,
+            run,
+            self.span,
+            outputs=outputs,
+            feedback=self.feedback + tuple(unit.run.feedback),
+        )
+        if (
+            isinstance(decision, Done)
+            and run.on_checkpoint is not None
+            and not isinstance(decision.output, UpwardHandoff)
+        ):
+            await run.on_checkpoint(key, decision.output)
+        return decision
+
+    # -- applying notices ---------------------------------------------------------------
+
+    def _apply(self, notice: _Notice) -> None:
+        if isinstance(notice, _Reviewed):
+            self._reviewed(notice)
+            return
+        unit = notice.unit
+        self.running -= 1
+        unit.run.running -= 1
+        unit.scope = None
+        decision = notice.decision
+        if unit.stale or decision is None:
+            return
+        now = trio.current_time()
+        if isinstance(decision, Done):
+            if isinstance(decision.output, UpwardHandoff) and len(self.steps) > 1:
+                handoff = decision.output.handoff
+                error = NoCandidate(
+                    self.sup.path,
+                    unit.run.step.name,
+                    f"no agent fits the hand-off to {handoff.to or handoff.goal!r}",
+                )
+                self._record(unit, Status.FAILED, decision.agent, now)
+                self._fail(error, unit.run)
+                return
+            unit.done = True
+            unit.output = decision.output
+            self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+            if all(u.done for u in unit.run.units or ()):
+                self._complete(unit.run)
+        elif isinstance(decision, Escalate):
+            self._record(unit, Status.FAILED, None, now)
+            self._fail(decision.error, unit.run)
+        else:
+            unit.eligible_at = now + decision.delay
+            if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
+                self._group_restart(unit.run, now + decision.delay)
+
+    def _record(
+        self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
+    ) -> None:
+        self.run_state.steps.append(
+            StepRecord(
+                supervisor=self.sup.path,
+                step=unit.run.step.name,
+                status=status,
+                agent=agent,
+                attempts=unit.track.total,
+                runs=unit.run.runs,
+                item=unit.item,
+                started=unit.started - self.run_state.started,
+                duration=now - unit.started,
+                review=unit.run.review_label,
+                resumed=resumed,
+            )
+        )
+
+    def _fail(self, error: Failure, step_run: _StepRun) -> None:
+        if self.error is None:
+            self.error = error
+
+    def _complete(self, step_run: _StepRun) -> None:
+        units = step_run.units or []
+        output = units[0].output if step_run.step.for_each is None else [u.output for u in units]
+        step_run.output = output
+        if not step_run.step.review or isinstance(output, UpwardHandoff):
+            step_run.phase = _Phase.DONE
+            return
+        step_run.phase = _Phase.REVIEWING
+        step_run.review_scope = trio.CancelScope()
+        assert self.nursery is not None
+        self.nursery.start_soon(self._review_task, step_run, step_run.review_scope)
+
+    async def _review_task(self, step_run: _StepRun, scope: trio.CancelScope) -> None:
+        notice = _Reviewed(step_run, None)
+        with scope:
+            units = step_run.units or []
+            agents = {u.track.ranked[u.track.index] for u in units if u.track.ranked}
+            try:
+                verdict = await review(
+                    self.sup,
+                    self.run_state,
+                    self.span,
+                    step=step_run.step.name,
+                    agent=", ".join(f"{self.sup.path}/{a}" for a in sorted(agents)),
+                    output=step_run.output,
+                    round=step_run.reviews + 1,
+                )
+            except Failure as exc:
+                notice = _Reviewed(step_run, None, exc)
+            else:
+                notice = _Reviewed(step_run, verdict)
+        self.send.send_nowait(notice)
+
+    def _reviewed(self, notice: _Reviewed) -> None:
+        step_run = notice.step
+        if step_run.review_scope is None or step_run.phase is not _Phase.REVIEWING:
+            return  # a group restart cancelled this review
+        step_run.review_scope = None
+        if notice.error is not None:
+            self.run_state.fail(
+                path=self.sup.path,
+                layer=self.sup.definition.layer.value,
+                step=step_run.step.name,
+                attempt=step_run.reviews + 1,
+                error=notice.error,
+            )
+            self._fail(notice.error, step_run)
+            return
+        verdict = notice.verdict
+        if verdict is None:
+            return
+        step_run.reviews += 1
+        step_run.review_label = verdict.label
+        if verdict.accepted:
+            step_run.output = verdict.output
+            step_run.phase = _Phase.DONE
+            return
+        if step_run.reviews >= self.sup.spec.max_review_rounds:
+            error = ReviewRejected(
+                self.sup.path,
+                f"step {step_run.step.name!r} rejected {step_run.reviews} times; "
+                f"last feedback: {verdict.feedback}",
+            )
+            self.run_state.fail(
+                path=self.sup.path,
+                layer=self.sup.definition.layer.value,
+                step=step_run.step.name,
+                attempt=step_run.reviews,
+                error=error,
+                with_traceback=False,
+            )
+            self._fail(error, step_run)
+            return
+        step_run.feedback.append(verdict.feedback)
+        self._invalidate(step_run, trio.current_time())
+
+    # -- restart strategies -------------------------------------------------------------
+
+    def _group_restart(self, failed: _StepRun, not_before: float) -> None:
+        strategy = self.sup.spec.strategy
+        affected = [
+            s for s in self.steps if strategy is Strategy.ONE_FOR_ALL or s.index >= failed.index
+        ]
+        self.sup.runtime.emit(
+            self.span,
+            self.sup.runtime.event(
+                EventKind.GROUP_RESTART,
+                self.sup.path,
+                goal_id=self.run_state.goal_id,
+                step=failed.step.name,
+                delay=max(0.0, not_before - trio.current_time()),
+                message=f"{strategy.value}: re-running {', '.join(s.step.name for s in affected)}",
+            ),
+        )
+        for step_run in affected:
+            self._invalidate(step_run, not_before)
+
+    def _invalidate(self, step_run: _StepRun, not_before: float) -> None:
+        """Stop a step's running units and review, drop its output, and let it re-run
+        (from scratch, with its fan-out re-expanded) once ``not_before`` has passed."""
+        for unit in step_run.units or ():
+            unit.stale = True
+            if unit.scope is not None:
+                unit.scope.cancel()
+        if step_run.review_scope is not None:
+            step_run.review_scope.cancel()
+            step_run.review_scope = None
+        step_run.units = None
+        step_run.output = None
+        step_run.phase = _Phase.WAITING
+        step_run.not_before = not_before

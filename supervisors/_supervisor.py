@@ -1,0 +1,621 @@
+"""A supervisor at run time: route, attempt, and decide what a failure leads to.
+
+One ``SupervisorNode`` serves every goal; its intensity gate and its children's
+breakers are shared across goals, as in OTP. Per goal, the steps of its plan run in a
+:class:`~overstory.supervisors._scheduler.PlanRun`, which asks this node for exactly one
+attempt at a time (:meth:`SupervisorNode.try_once`) and applies the decision it returns.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from overstory._errors import (
+    AttemptTimeout,
+    CandidatesExhausted,
+    Escalation,
+    Failure,
+    Fatal,
+    HandoffLoop,
+    NoCandidate,
+    PlanError,
+    ReviewRejected,
+    SupervisorTripped,
+)
+from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._context import Context
+from overstory.hierarchy._plan import Step, validate_plan
+from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
+from overstory.hierarchy._spec import SupervisorSpec
+from overstory.hierarchy._task import Handoff, Task
+from overstory.supervisors._decisions import (
+    Decision,
+    Done,
+    Escalate,
+    RetryLater,
+    Track,
+    UpwardHandoff,
+)
+from overstory.supervisors._events import EventKind
+from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker, IntensityGate
+from overstory.supervisors._review import review
+from overstory.supervisors._runtime import GoalRun, Node, Runtime
+from overstory.supervisors._scheduler import PlanRun
+from overstory.telemetry._hooks import SpanHook
+
+__all__ = ["SupervisorNode"]
+
+_DEFAULT_ROUTER = LexicalRouter()
+
+_BREAKER_EVENTS = {
+    BreakerState.OPEN: EventKind.BREAKER_OPEN,
+    BreakerState.HALF_OPEN: EventKind.BREAKER_HALF_OPEN,
+    BreakerState.CLOSED: EventKind.BREAKER_CLOSE,
+}
+
+
+class SupervisorNode:
+    """Runs tasks handed to one strategic or tactical supervisor."""
+
+    def __init__(self, definition: NodeDef, children: Sequence[Node], runtime: Runtime) -> None:
+        spec = definition.spec
+        assert isinstance(spec, SupervisorSpec)
+        self.definition = definition
+        self.spec = spec
+        self.runtime = runtime
+        self.children: dict[str, Node] = {c.definition.name: c for c in children}
+        self.gate = IntensityGate(spec.intensity)
+        self.breakers: dict[str, CircuitBreaker] = (
+            {name: CircuitBreaker(spec.breaker) for name in self.children}
+            if spec.breaker is not None
+            else {}
+        )
+        self.router = spec.router or _DEFAULT_ROUTER
+        self._candidates = {
+            name: Candidate(
+                name=name,
+                description=child.definition.description,
+                skills=child.definition.skills,
+                layer=child.definition.layer,
+            )
+            for name, child in self.children.items()
+        }
+        self._static_plan = (
+            validate_plan(spec.steps, self.children) if spec.steps is not None else None
+        )
+
+    @property
+    def path(self) -> str:
+        return self.definition.path
+
+    # -- health -------------------------------------------------------------------------
+
+    def healthy(self, now: float) -> bool:
+        return self.gate.admissible(now)
+
+    def available(self, name: str, now: float, span: SpanHook | None = None) -> bool:
+        """Whether routing may pick child ``name`` now: healthy and breaker not open."""
+        breaker = self.breakers.get(name)
+        if breaker is not None:
+            moved = breaker.refresh(now)
+            if moved is not None:
+                self._breaker_event(name, moved, span)
+            if not breaker.available(now):
+                return False
+        return self.children[name].healthy(now)
+
+    def _breaker_event(self, name: str, state: BreakerState, span: SpanHook | None) -> None:
+        self.runtime.emit(
+            span, self.runtime.event(_BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
+        )
+
+    def count_failure(self, span: SpanHook | None = None, **fields: Any) -> None:
+        """Count one child failure toward intensity; emit TRIP when it trips the gate."""
+        if self.gate.record_failure(trio.current_time()):
+            self.runtime.emit(
+                span,
+                self.runtime.event(
+                    EventKind.TRIP,
+                    self.path,
+                    message=(
+                        f"more than {self.spec.intensity.max_failures} failures within "
+                        f"{self.spec.intensity.within:g} s"
+                    ),
+                    **fields,
+                ),
+            )
+
+    # -- one task -----------------------------------------------------------------------
+
+    async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
+        """Run ``task`` through this supervisor's plan; escalate when it cannot be done.
+
+        Raises :class:`SupervisorTripped` at once while tripped (one probe task passes
+        after the cooldown), an :class:`Escalation` when a step fails for good, or the
+        aggregator's exception. Returns an :class:`UpwardHandoff` when a hand-off fits
+        no child here.
+        """
+        admission = self.gate.admit(trio.current_time())
+        if admission is Admission.REJECT:
+            raise SupervisorTripped(
+                self.path, task.step or self.definition.name, "tripped: escalating new work"
+            )
+        if admission is Admission.OPEN:
+            return await self._handle(task, ctx, run, span)
+        self.runtime.emit(
+            span, self.runtime.event(EventKind.TRIP_PROBE, self.path, goal_id=run.goal_id)
+        )
+        succeeded: bool | None = None
+        try:
+            result = await self._handle(task, ctx, run, span)
+            succeeded = True
+            return result
+        except Exception:
+            succeeded = False
+            raise
+        finally:
+            self.gate.probe_done(trio.current_time(), succeeded=succeeded)
+            if succeeded is not None:
+                kind = EventKind.TRIP_RESET if succeeded else EventKind.TRIP
+                self.runtime.emit(span, self.runtime.event(kind, self.path, goal_id=run.goal_id))
+
+    async def _handle(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
+        feedback: list[str] = []
+        step = task.step or self.definition.name
+        while True:
+            steps = await self._plan_for(task, ctx, run)
+            outputs = await PlanRun(self, steps, task, ctx, run, span, tuple(feedback)).run()
+            output = await self._aggregate(steps, outputs, task, ctx)
+            if not self.spec.review or isinstance(output, UpwardHandoff):
+                return output
+            verdict = await review(
+                self,
+                run,
+                span,
+                step=step,
+                agent=self.path,
+                output=output,
+                round=len(feedback) + 1,
+            )
+            if verdict.accepted:
+                return verdict.output
+            feedback.append(verdict.feedback)
+            if len(feedback) >= self.spec.max_review_rounds:
+                raise ReviewRejected(
+                    self.path,
+                    f"output rejected {len(feedback)} times; last feedback: {verdict.feedback}",
+                )
+
+    async def _plan_for(self, task: Task, ctx: Context, run: GoalRun) -> tuple[Step, ...]:
+        if self._static_plan is not None:
+            return self._static_plan
+        plan = self.spec.plan
+        if plan is None:
+            return (
+                Step(
+                    task.step or self.definition.name,
+                    task.goal,
+                    to=task.to if task.to and task.to.split("/")[0] in self.children else None,
+                    skills=task.skills,
+                ),
+            )
+        assert callable(plan)
+        with self.runtime.instrumentation.plan(
+            name=self.definition.name, path=self.path, goal_id=run.goal_id
+        ) as plan_span:
+            steps = await plan(task, ctx)
+            try:
+                return validate_plan(steps, self.children)
+            except ValueError as exc:
+                error = PlanError(self.path, f"the plan for this goal is invalid: {exc}")
+                plan_span.record_failure(error)
+                raise error from None
+
+    async def _aggregate(
+        self, steps: tuple[Step, ...], outputs: Mapping[str, Any], task: Task, ctx: Context
+    ) -> Any:
+        if len(steps) == 1 and isinstance(outputs[steps[0].name], UpwardHandoff):
+            return outputs[steps[0].name]
+        if self.spec.aggregate is not None:
+            result = self.spec.aggregate(outputs, task, ctx)
+            return await result if inspect.isawaitable(result) else result
+        if len(steps) == 1:
+            return outputs[steps[0].name]
+        return {step.name: outputs[step.name] for step in steps}
+
+    # -- routing ------------------------------------------------------------------------
+
+    async def rank(self, step: Step, exclude: str | None = None) -> list[str]:
+        """Healthy children for ``step``, best first; ``to=`` always leads."""
+        now = trio.current_time()
+        names = [n for n in self.children if n != exclude and self.available(n, now)]
+        target = step.to.split("/", 1)[0] if step.to else None
+        request = RouteRequest(
+            goal=step.goal, skills=step.skills, to=target, step=step.name, path=self.path
+        )
+        try:
+            ranked = await self.router(request, [self._candidates[n] for n in names])
+        except Exception as exc:
+            raise NoCandidate(self.path, step.name, f"the router failed: {exc!r}") from exc
+        allowed = set(names)
+        order = [n for n in dict.fromkeys(ranked) if n in allowed]
+        if target is not None and target in allowed:
+            order = [target, *(n for n in order if n != target)]
+        return order
+
+    def candidate(self, track: Track, span: SpanHook | None) -> Node | None:
+        """The child to try now: the current one if still available, else the next."""
+        assert track.ranked is not None
+        now = trio.current_time()
+        while track.index < len(track.ranked):
+            name = track.ranked[track.index]
+            if self.available(name, now, span):
+                return self.children[name]
+            track.index += 1
+            track.attempt = 0
+        return None
+
+    # -- one attempt --------------------------------------------------------------------
+
+    async def attempt(
+        self,
+        child: Node,
+        task: Task,
+        run: GoalRun,
+        *,
+        attempt: int,
+        outputs: Mapping[str, Any],
+        feedback: tuple[str, ...],
+        previous: SpanHook | None,
+        span: SpanHook,
+    ) -> tuple[Any, SpanHook]:
+        """Run one attempt of ``child`` under its timeout and its own span.
+
+        Updates the child's breaker. Raises the child's failure, or
+        :class:`AttemptTimeout`; cancellation from outside passes through untouched.
+        """
+        definition = child.definition
+        ctx = Context(
+            task=task,
+            goal=run.goal,
+            goal_id=run.goal_id,
+            path=definition.path,
+            attempt=attempt,
+            outputs=outputs,
+            memory=run.memory,
+            feedback=feedback,
+        )
+        breaker = self.breakers.get(definition.name)
+        if breaker is not None:
+            breaker.begin()
+        settled = False
+        try:
+            with self.runtime.instrumentation.invoke(
+                layer=definition.layer,
+                name=definition.name,
+                path=definition.path,
+                description=definition.description,
+                goal_id=run.goal_id,
+                step=task.step,
+                attempt=attempt,
+                previous=previous,
+                attributes={},
+            ) as child_span:
+                try:
+                    result = await self._run_bounded(child, task, ctx, run, child_span)
+                except Exception as exc:
+                    child_span.record_failure(exc)
+                    if breaker is not None:
+                        settled = True
+                        moved = breaker.failure(trio.current_time())
+                        if moved is not None:
+                            self._breaker_event(definition.name, moved, span)
+                    raise
+            if breaker is not None:
+                settled = True
+                moved = breaker.success()
+                if moved is not None:
+                    self._breaker_event(definition.name, moved, span)
+            return result, child_span
+        finally:
+            if breaker is not None and not settled:
+                breaker.cancelled()
+
+    async def _run_bounded(
+        self, child: Node, task: Task, ctx: Context, run: GoalRun, span: SpanHook
+    ) -> Any:
+        timeout = child.definition.timeout
+        if timeout is None:
+            return await child.execute(task, ctx, run, span)
+        with trio.move_on_after(timeout) as bound:
+            return await child.execute(task, ctx, run, span)
+        assert bound.cancelled_caught
+        raise AttemptTimeout(child.definition.path, f"attempt timed out after {timeout:g} s")
+
+    async def try_once(
+        self,
+        track: Track,
+        step: Step,
+        task: Task,
+        run: GoalRun,
+        span: SpanHook,
+        *,
+        outputs: Mapping[str, Any],
+        feedback: tuple[str, ...],
+    ) -> Decision:
+        """One attempt at ``task`` on the best available candidate, and what follows it.
+
+        Returns :class:`Done`, :class:`RetryLater` (the delay before the next attempt,
+        on the same child or, after a reassignment, on the next), or :class:`Escalate`.
+        """
+        if track.ranked is None:
+            try:
+                track.ranked = await self.rank(step)
+            except NoCandidate as exc:
+                return self._escalate(exc, exc.__cause__, track, run, span)
+        child = self.candidate(track, span)
+        if child is None:
+            if track.total == 0:
+                error: Escalation = NoCandidate(
+                    self.path, step.name, "no healthy child fits this step"
+                )
+            else:
+                error = CandidatesExhausted(
+                    self.path, step.name, f"every candidate failed ({track.total} attempts)"
+                )
+            return self._escalate(error, None, track, run, span)
+        track.attempt += 1
+        track.total += 1
+        try:
+            output, track.previous = await self.attempt(
+                child,
+                task,
+                run,
+                attempt=track.attempt,
+                outputs=outputs,
+                feedback=feedback,
+                previous=track.previous,
+                span=span,
+            )
+        except Exception as exc:
+            return self.decide(track, child, exc, run, span)
+        if isinstance(output, Handoff | UpwardHandoff):
+            try:
+                output = await self.follow_handoff(
+                    output, child, task, run, span, outputs, feedback
+                )
+            except Failure as exc:
+                run.fail(
+                    path=self.path,
+                    layer=self.definition.layer.value,
+                    step=step.name,
+                    attempt=track.total,
+                    error=exc,
+                )
+                self.count_failure(span, goal_id=run.goal_id, step=step.name)
+                return self._escalate(
+                    Escalation(self.path, step.name, f"hand-off failed: {exc}", fatal=exc.fatal),
+                    exc,
+                    track,
+                    run,
+                    span,
+                )
+        return Done(output, child.definition.path)
+
+    def decide(
+        self, track: Track, child: Node, error: Exception, run: GoalRun, span: SpanHook
+    ) -> Decision:
+        """Record a failed attempt and choose: retry, reassign or escalate."""
+        definition = child.definition
+        step = track.step
+        run.fail(
+            path=definition.path,
+            layer=definition.layer.value,
+            step=step,
+            attempt=track.attempt,
+            error=error,
+        )
+        error_type = type(error).__name__
+        self.count_failure(
+            span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
+        )
+        retry = self.spec.retry
+        if isinstance(error, (Fatal, *retry.fatal)) or getattr(error, "fatal", False):
+            return self._escalate(
+                Escalation(
+                    self.path, step, f"fatal failure in {definition.path}: {error}", fatal=True
+                ),
+                error,
+                track,
+                run,
+                span,
+            )
+        if self.gate.tripped:
+            return self._escalate(
+                SupervisorTripped(self.path, step, "restart intensity exceeded"),
+                error,
+                track,
+                run,
+                span,
+            )
+        now = trio.current_time()
+        # A child supervisor that escalated has already retried; go straight to the next.
+        if (
+            not isinstance(error, Escalation)
+            and track.attempt < retry.attempts
+            and self.available(definition.name, now, span)
+        ):
+            delay = retry.backoff.delay(track.attempt - 1, self.runtime.rng.random())
+            self.runtime.emit(
+                span,
+                self.runtime.event(
+                    EventKind.RETRY,
+                    self.path,
+                    goal_id=run.goal_id,
+                    step=step,
+                    attempt=track.attempt,
+                    agent=definition.path,
+                    delay=delay,
+                    error_type=error_type,
+                    message=str(error),
+                ),
+            )
+            return RetryLater(delay)
+        track.index += 1
+        track.attempt = 0
+        following = self.candidate(track, span)
+        if following is not None:
+            self.runtime.emit(
+                span,
+                self.runtime.event(
+                    EventKind.REASSIGN,
+                    self.path,
+                    goal_id=run.goal_id,
+                    step=step,
+                    attempt=track.total,
+                    agent=definition.path,
+                    next_agent=following.definition.path,
+                    error_type=error_type,
+                    message=str(error),
+                ),
+            )
+            return RetryLater(0.0)
+        return self._escalate(
+            CandidatesExhausted(
+                self.path,
+                step,
+                f"every candidate failed ({track.total} attempts); last: {error_type}: {error}",
+            ),
+            error,
+            track,
+            run,
+            span,
+        )
+
+    def _escalate(
+        self,
+        error: Escalation,
+        cause: BaseException | None,
+        track: Track,
+        run: GoalRun,
+        span: SpanHook,
+    ) -> Escalate:
+        error.__cause__ = cause
+        run.fail(
+            path=self.path,
+            layer=self.definition.layer.value,
+            step=track.step,
+            attempt=track.total,
+            error=error,
+            with_traceback=False,
+        )
+        self.runtime.emit(
+            span,
+            self.runtime.event(
+                EventKind.ESCALATE,
+                self.path,
+                goal_id=run.goal_id,
+                step=track.step,
+                attempt=track.total,
+                error_type=type(error).__name__,
+                message=error.message,
+            ),
+        )
+        return Escalate(error)
+
+    # -- hand-offs ----------------------------------------------------------------------
+
+    async def follow_handoff(
+        self,
+        output: Handoff | UpwardHandoff,
+        sender: Node | None,
+        task: Task,
+        run: GoalRun,
+        span: SpanHook,
+        outputs: Mapping[str, Any],
+        feedback: tuple[str, ...],
+    ) -> Any:
+        """Route hand-offs among this supervisor's children until one gives an output.
+
+        Returns an :class:`UpwardHandoff` when no child fits; raises
+        :class:`HandoffLoop` past ``max_handoffs`` and the target's escalation if the
+        target fails.
+        """
+        hops = task.handoffs
+        origin = sender.definition.path if sender is not None else self.path
+        exclude = sender.definition.name if sender is not None else None
+        result: Any = output
+        while isinstance(result, Handoff | UpwardHandoff):
+            if isinstance(result, UpwardHandoff):
+                handoff, hops, origin = result.handoff, result.hops, result.origin
+            else:
+                handoff = result
+                hops += 1
+            if hops > self.spec.max_handoffs:
+                raise HandoffLoop(
+                    self.path, f"more than {self.spec.max_handoffs} hand-offs in a row"
+                )
+            target = handoff.to.split("/", 1)[0] if handoff.to else None
+            step = Step(
+                task.step or self.definition.name,
+                handoff.goal or task.goal,
+                to=handoff.to if target in self.children else None,
+                skills=handoff.skills or task.skills,
+            )
+            if target is not None and target not in self.children:
+                return UpwardHandoff(handoff, hops, origin)
+            ranked = await self.rank(step, exclude=None if target else exclude)
+            if not ranked or (target is not None and ranked[0] != target):
+                return UpwardHandoff(handoff, hops, origin)
+            self.runtime.emit(
+                span,
+                self.runtime.event(
+                    EventKind.HANDOFF,
+                    self.path,
+                    goal_id=run.goal_id,
+                    step=task.step,
+                    agent=origin,
+                    next_agent=f"{self.path}/{ranked[0]}",
+                    message=handoff.reason,
+                ),
+            )
+            handed = Task(
+                goal=step.goal,
+                goal_id=run.goal_id,
+                input=task.input if handoff.input is attrs.NOTHING else handoff.input,
+                step=task.step,
+                skills=step.skills,
+                to=handoff.to.split("/", 1)[1] if handoff.to and "/" in handoff.to else None,
+                item=task.item,
+                handoffs=hops,
+            )
+            result, origin, exclude = await self._complete(
+                Track(step=step.name, ranked=ranked), step, handed, run, span, outputs, feedback
+            )
+        return result
+
+    async def _complete(
+        self,
+        track: Track,
+        step: Step,
+        task: Task,
+        run: GoalRun,
+        span: SpanHook,
+        outputs: Mapping[str, Any],
+        feedback: tuple[str, ...],
+    ) -> tuple[Any, str, str | None]:
+        while True:
+            decision = await self.try_once(
+                track, step, task, run, span, outputs=outputs, feedback=feedback
+            )
+            if isinstance(decision, Done):
+                agent = decision.agent or self.path
+                return decision.output, agent, agent.rsplit("/", 1)[-1]
+            if isinstance(decision, Escalate):
+                raise decision.error
+            await trio.sleep(decision.delay)
