@@ -17,6 +17,7 @@ from overstory.hierarchy._routing import Candidate as Candidate
 from overstory.hierarchy._routing import LexicalRouter as LexicalRouter
 from overstory.hierarchy._routing import RouteRequest as RouteRequest
 from overstory.hierarchy._runner import GoalHandle as GoalHandle
+from overstory.hierarchy._runner import NodeHealth as NodeHealth
 from overstory.hierarchy._runner import Runner as Runner
 from overstory.hierarchy._runner import ShutdownReport as ShutdownReport
 from overstory.hierarchy._serde import converter as converter
@@ -39,6 +40,7 @@ __all__ = [
     "Layer",
     "LexicalRouter",
     "Memory",
+    "NodeHealth",
     "Outcome",
     "Reject",
     "ReviewRequest",

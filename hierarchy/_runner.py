@@ -41,7 +41,7 @@ from overstory.supervisors._runtime import CheckpointWriter, GoalRun, Node, Runt
 from overstory.supervisors._supervisor import SupervisorNode
 from overstory.telemetry._hooks import Instrumentation, SpanHook, current_instrumentation
 
-__all__ = ["GoalHandle", "Runner", "ShutdownReport", "open_runner"]
+__all__ = ["GoalHandle", "NodeHealth", "Runner", "ShutdownReport", "open_runner"]
 
 logger = logging.getLogger("overstory")
 
@@ -54,6 +54,27 @@ class ShutdownReport:
     overran: tuple[str, ...]
     failed: tuple[str, ...]
     cancelled_goals: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class NodeHealth:
+    """One node's live state, as its parent sees it (``Runner.health()``).
+
+    ``in_flight``, ``succeeded`` and ``failed`` count attempts on this node since the
+    tree started. ``breaker`` is the parent's breaker for it (``None``: no breaker, or
+    the root); ``tripped`` is set for supervisors, ``live``/``restarts`` for agents.
+    """
+
+    path: str
+    layer: str
+    in_flight: int
+    succeeded: int
+    failed: int
+    breaker: str | None = None
+    tripped: bool | None = None
+    recent_failures: int | None = None
+    live: int | None = None
+    restarts: int | None = None
 
 
 class GoalHandle:
@@ -132,6 +153,53 @@ class Runner:
     def in_flight(self) -> tuple[GoalHandle, ...]:
         """Goals submitted and not yet ended (running or waiting for a slot)."""
         return tuple(self._active.values())
+
+    def health(self) -> tuple[NodeHealth, ...]:
+        """A snapshot of every node, depth first: load, failures, breakers, trips."""
+        now = trio.current_time()
+        records: list[NodeHealth] = []
+        root_stats = [len(self._active), 0, 0]
+        self._health(self.root, root_stats, None, now, records)
+        return tuple(records)
+
+    def _health(
+        self,
+        node: Node,
+        stats: list[int],
+        breaker: str | None,
+        now: float,
+        records: list[NodeHealth],
+    ) -> None:
+        definition = node.definition
+        extra: dict[str, Any] = {}
+        if isinstance(node, SupervisorNode):
+            extra = {
+                "tripped": node.gate.tripped,
+                "recent_failures": node.gate.recent_failures(now),
+            }
+        elif isinstance(node, AgentPoolNode):
+            extra = {"live": node.live, "restarts": node.restarts}
+        records.append(
+            NodeHealth(
+                path=definition.path,
+                layer=definition.layer.value,
+                in_flight=stats[0],
+                succeeded=stats[1],
+                failed=stats[2],
+                breaker=breaker,
+                **extra,
+            )
+        )
+        if isinstance(node, SupervisorNode):
+            for name, child in node.children.items():
+                state = node.breakers.get(name)
+                self._health(
+                    child,
+                    node.stats[name],
+                    state.state(now).value if state is not None else None,
+                    now,
+                    records,
+                )
 
     async def submit(
         self,

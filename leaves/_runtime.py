@@ -104,6 +104,7 @@ class AgentPoolNode:
         self._live = 0
         self._waiting = 0
         self._remaining = spec.concurrency
+        self.restarts = 0
         self.stopped: list[ShutdownRecord] = []
 
     @property
@@ -186,6 +187,7 @@ class AgentPoolNode:
                 restarts = 0
             delay = self.spec.backoff.delay(restarts, self._runtime.rng.random())
             restarts += 1
+            self.restarts += 1
             self._runtime.emit(
                 None,
                 self._runtime.event(

@@ -35,6 +35,7 @@ from overstory.hierarchy import Handoff as Handoff
 from overstory.hierarchy import Layer as Layer
 from overstory.hierarchy import LexicalRouter as LexicalRouter
 from overstory.hierarchy import Memory as Memory
+from overstory.hierarchy import NodeHealth as NodeHealth
 from overstory.hierarchy import Outcome as Outcome
 from overstory.hierarchy import Reject as Reject
 from overstory.hierarchy import ReviewRequest as ReviewRequest
@@ -98,6 +99,7 @@ __all__ = [
     "LexicalRouter",
     "Memory",
     "NoCandidate",
+    "NodeHealth",
     "Outcome",
     "OverstoryError",
     "PlanError",

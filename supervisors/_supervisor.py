@@ -85,6 +85,8 @@ class SupervisorNode:
             )
             for name, child in self.children.items()
         }
+        #: Per child: [attempts in flight, attempts succeeded, attempts failed].
+        self.stats: dict[str, list[int]] = {name: [0, 0, 0] for name in self.children}
         self._static_plan = (
             validate_plan(spec.steps, self.children) if spec.steps is not None else None
         )
@@ -293,6 +295,8 @@ class SupervisorNode:
         breaker = self.breakers.get(definition.name)
         if breaker is not None:
             breaker.begin()
+        stats = self.stats[definition.name]
+        stats[0] += 1
         settled = False
         try:
             with self.runtime.instrumentation.invoke(
@@ -310,12 +314,14 @@ class SupervisorNode:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
                 except Exception as exc:
                     child_span.record_failure(exc)
+                    stats[2] += 1
                     if breaker is not None:
                         settled = True
                         moved = breaker.failure(trio.current_time())
                         if moved is not None:
                             self._breaker_event(definition.name, moved, span)
                     raise
+            stats[1] += 1
             if breaker is not None:
                 settled = True
                 moved = breaker.success()
@@ -323,6 +329,7 @@ class SupervisorNode:
                     self._breaker_event(definition.name, moved, span)
             return result, child_span
         finally:
+            stats[0] -= 1
             if breaker is not None and not settled:
                 breaker.cancelled()
 
