@@ -15,7 +15,11 @@ class ReviewRequest:
     """A step's output waiting for review before it is handed on.
 
     ``path`` is the supervisor whose step it is, ``agent`` the child that produced the
-    output, and ``round`` counts reviews of this step from 1.
+    output, and ``round`` counts reviews of this step from 1. ``key`` names the review
+    point within the goal (the step's checkpoint key without item or run; a supervisor's
+    own review is keyed by its path): a resumed goal asks again with the same ``key`` and
+    ``round`` when it reaches the same point, so a durable reviewer can answer from a
+    stored decision.
     """
 
     goal_id: str
@@ -25,6 +29,7 @@ class ReviewRequest:
     agent: str
     output: Any
     round: int
+    key: str = ""
 
 
 @attrs.frozen

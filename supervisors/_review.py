@@ -35,6 +35,7 @@ async def review(
     agent: str,
     output: Any,
     round: int,
+    key: str,
 ) -> Verdict:
     """Ask the reviewer about ``output``. Raises a fatal :class:`Escalation` when there is
     no reviewer, the reviewer raises, or it answers something other than a decision."""
@@ -54,6 +55,7 @@ async def review(
         agent=agent,
         output=output,
         round=round,
+        key=key,
     )
     try:
         decision = await reviewer(request)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import attrs
@@ -18,10 +20,30 @@ from overstory.hierarchy._task import Task
 from overstory.supervisors._events import EventKind, EventSink, SupervisionEvent
 from overstory.telemetry._hooks import Instrumentation, SpanHook
 
-__all__ = ["CheckpointWriter", "GoalRun", "Node", "Runtime"]
+__all__ = ["CheckpointWriter", "GoalRun", "Node", "Runtime", "key_scope", "within_key"]
 
 #: Called with (key, output) after a step completes, before its output is handed on.
 CheckpointWriter = Callable[[str, Any], Awaitable[None]]
+
+# The checkpoint key of the unit of work the current task runs inside, plus ">" ("" at
+# the root). Trio copies context into the tasks a nested plan spawns, so every key a
+# nested plan writes starts with the key of the step (or fan-out item) it works for.
+_scope: ContextVar[str] = ContextVar("overstory_checkpoint_scope", default="")
+
+
+def key_scope() -> str:
+    """The prefix of every checkpoint and review key made in the current task."""
+    return _scope.get()
+
+
+@contextmanager
+def within_key(segment: str) -> Iterator[None]:
+    """Make work started inside the block prefix its keys with ``segment`` + ``">"``."""
+    token = _scope.set(f"{_scope.get()}{segment}>")
+    try:
+        yield
+    finally:
+        _scope.reset(token)
 
 
 @attrs.define(kw_only=True, eq=False)

@@ -6,6 +6,13 @@ one attempt per task and reports back over a channel; retries wait in the schedu
 (so cancelling the goal during a backoff returns at once), and the restart strategy is
 applied here: ``one_for_all`` and ``rest_for_one`` cancel and invalidate the affected
 steps. Units cancelled that way are bystanders: nothing counts them as failures.
+
+Checkpoint keys name a unit of work within its goal: ``"{supervisor path}#{step}"``,
+``"{supervisor path}#{step}[{i}]"`` for fan-out item ``i``, with ``"@{n}"`` appended for
+the n-th run of a step (n > 1: after a review rejection or a group restart). A plan
+nested below a step prefixes its keys with that step's key and ``">"``
+(``"t/boss#each[1]>t/boss/team#draft"``), so a team that works on several steps or items
+of one goal writes one key for each.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from overstory.supervisors._decisions import Decision, Done, Escalate, Track, Up
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._policies import Strategy
 from overstory.supervisors._review import Verdict, review
-from overstory.supervisors._runtime import GoalRun
+from overstory.supervisors._runtime import GoalRun, key_scope, within_key
 from overstory.telemetry._hooks import SpanHook
 
 if TYPE_CHECKING:
@@ -236,7 +243,9 @@ class PlanRun:
     async def _attempt(self, unit: _Unit) -> Decision:
         run = self.run_state
         step = unit.run.step
-        key = f"{self.sup.path}#{unit.key}"
+        key = key_scope() + f"{self.sup.path}#{unit.key}"
+        if unit.run.runs > 1:
+            key += f"@{unit.run.runs}"
         if key in run.checkpoints:
             return Done(run.checkpoints[key], None, resumed=True)
         outputs: Mapping[str, Any] = self.ctx.outputs
@@ -252,15 +261,16 @@ class PlanRun:
             item=unit.item,
             handoffs=self.task.handoffs,
         )
-        decision = await self.sup.try_once(
-            unit.track,
-            step,
-            task,
-            run,
-            self.span,
-            outputs=outputs,
-            feedback=self.feedback + tuple(unit.run.feedback),
-        )
+        with within_key(key):
+            decision = await self.sup.try_once(
+                unit.track,
+                step,
+                task,
+                run,
+                self.span,
+                outputs=outputs,
+                feedback=self.feedback + tuple(unit.run.feedback),
+            )
         if (
             isinstance(decision, Done)
             and run.on_checkpoint is not None
@@ -356,6 +366,7 @@ class PlanRun:
                     agent=", ".join(f"{self.sup.path}/{a}" for a in sorted(agents)),
                     output=step_run.output,
                     round=step_run.reviews + 1,
+                    key=key_scope() + f"{self.sup.path}#{step_run.step.name}",
                 )
             except Failure as exc:
                 notice = _Reviewed(step_run, None, exc)

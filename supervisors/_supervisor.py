@@ -44,7 +44,7 @@ from overstory.supervisors._decisions import (
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker, IntensityGate
 from overstory.supervisors._review import review
-from overstory.supervisors._runtime import GoalRun, Node, Runtime
+from overstory.supervisors._runtime import GoalRun, Node, Runtime, key_scope, within_key
 from overstory.supervisors._scheduler import PlanRun
 from overstory.telemetry._hooks import SpanHook
 
@@ -171,7 +171,12 @@ class SupervisorNode:
         step = task.step or self.definition.name
         while True:
             steps = await self._plan_for(task, ctx, run)
-            outputs = await PlanRun(self, steps, task, ctx, run, span, tuple(feedback)).run()
+            plan = PlanRun(self, steps, task, ctx, run, span, tuple(feedback))
+            if feedback:  # a re-run after a rejected review gets checkpoint keys of its own
+                with within_key(f"{self.path}~{len(feedback) + 1}"):
+                    outputs = await plan.run()
+            else:
+                outputs = await plan.run()
             output = await self._aggregate(steps, outputs, task, ctx)
             if not self.spec.review or isinstance(output, UpwardHandoff):
                 return output
@@ -183,6 +188,7 @@ class SupervisorNode:
                 agent=self.path,
                 output=output,
                 round=len(feedback) + 1,
+                key=key_scope() + self.path,
             )
             if verdict.accepted:
                 return verdict.output
