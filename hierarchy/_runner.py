@@ -80,12 +80,15 @@ class NodeHealth:
 class GoalHandle:
     """A submitted goal: wait for its outcome or cancel it."""
 
-    __slots__ = ("_cancel_requested", "_done", "_outcome", "_scope", "goal", "id")
+    __slots__ = ("_cancel_requested", "_done", "_memory", "_outcome", "_scope", "goal", "id")
 
-    def __init__(self, goal_id: str, goal: str, scope: trio.CancelScope) -> None:
+    def __init__(
+        self, goal_id: str, goal: str, scope: trio.CancelScope, memory: Memory | None = None
+    ) -> None:
         self.id = goal_id
         self.goal = goal
         self._scope = scope
+        self._memory = memory if memory is not None else Memory()
         self._done = trio.Event()
         self._outcome: Outcome | None = None
         self._cancel_requested = False
@@ -102,6 +105,13 @@ class GoalHandle:
     def status(self) -> Status | None:
         """The final status, or ``None`` while the goal runs."""
         return self._outcome.status if self._outcome is not None else None
+
+    def memory(self) -> dict[str, Any]:
+        """A copy of the goal's shared memory as it is now (as it ended, once done).
+
+        The daemon stores it with each checkpoint and passes it back as ``memory=`` when
+        it resumes the goal."""
+        return self._memory.snapshot()
 
     def cancel(self) -> None:
         """Cancel the whole goal: every step, every agent below it. Idempotent.
@@ -239,12 +249,13 @@ class Runner:
             raise ValueError(f"goal id {goal_id!r} is already in flight")
         limits = [t for t in (timeout, self.root.definition.timeout) if t is not None]
         deadline = trio.current_time() + min(limits) if limits else math.inf
-        handle = GoalHandle(goal_id, goal, trio.CancelScope(deadline=deadline))
+        shared = Memory(memory)
+        handle = GoalHandle(goal_id, goal, trio.CancelScope(deadline=deadline), shared)
         run = GoalRun(
             goal_id=goal_id,
             goal=goal,
             runtime=self.runtime,
-            memory=Memory(memory),
+            memory=shared,
             started=trio.current_time(),
             checkpoints=dict(checkpoints or {}),
             on_checkpoint=on_checkpoint,

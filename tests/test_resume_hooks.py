@@ -1,4 +1,5 @@
-"""Checkpoint and review keys: one key per unit of work in a goal, stable across resumes."""
+"""What the core offers a durable runner: one key per unit of work, stable across resumes,
+and the goal's memory while it runs."""
 
 from __future__ import annotations
 
@@ -178,3 +179,32 @@ async def test_a_supervisor_review_rerun_keys_its_plan_by_round() -> None:
         assert (await handle.outcome()).output == 1
     assert saved == {"t/team#w": 0, "t/team~2>t/team#w": 1}
     assert keys == ["t/team", "t/team"]
+
+
+async def test_a_handle_shows_the_goals_memory_while_it_runs() -> None:
+    """``GoalHandle.memory()`` is a copy of the shared memory at the moment it is called."""
+    seen: list[dict[str, Any]] = []
+    handle: ov.GoalHandle | None = None
+
+    @ov.leaf
+    async def note(task: ov.Task, ctx: ov.Context) -> str:
+        ctx.memory[task.step or "?"] = task.input
+        return "ok"
+
+    async def on_checkpoint(key: str, output: Any) -> None:
+        assert handle is not None
+        seen.append(handle.memory())
+
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss", children=[note], plan=[ov.Step("a", "a"), ov.Step("b", "b", after="a")]
+        ),
+    )
+    async with tree.running() as runner:
+        handle = await runner.submit("g", input=1, memory={"seed": 0}, on_checkpoint=on_checkpoint)
+        outcome = await handle.outcome()
+    assert seen == [{"seed": 0, "a": 1}, {"seed": 0, "a": 1, "b": 1}]
+    assert handle.memory() == outcome.memory
+    seen[0]["a"] = 99
+    assert handle.memory()["a"] == 1
