@@ -1,0 +1,440 @@
+"""The daemon's command-line interface: ``overstory serve`` and the client commands.
+
+:func:`register` adds the subcommands to the ``overstory`` parser; each sets
+``handler`` to a function of the parsed arguments that returns the exit status:
+0 ok, 1 the goal failed (or the tree failed to start), 2 usage error, no daemon, or a
+refused token. Errors are one paragraph on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from overstory._errors import ConfigurationError, OverstoryError
+from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
+from overstory.daemon._view import GoalView, describe_event, render_health
+
+__all__ = ["load_tree", "main", "register"]
+
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class Usage(Exception):
+    """A problem to report in one paragraph, then exit with ``status``."""
+
+    def __init__(self, message: str, status: int = USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_tree(target: str) -> Any:
+    """The tree named by ``target``: ``path/to/file.py:name`` or ``package.module:name``
+    (``name`` defaults to ``tree``). Raises :class:`Usage` when there is none."""
+    import overstory as ov
+
+    where, _, name = target.rpartition(":") if ":" in target else (target, "", "tree")
+    name = name or "tree"
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise Usage(f"{target}: there is no file {where}")
+        sys.path.insert(0, str(path.resolve().parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        try:
+            spec.loader.exec_module(module)
+        except OverstoryError as exc:
+            raise Usage(f"{target}: the tree is not valid: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise Usage(f"{target}: cannot import {where}: {exc}") from None
+    tree = getattr(module, name, None)
+    if not isinstance(tree, ov.Tree):
+        found = "nothing" if tree is None else type(tree).__name__
+        raise Usage(f"{target}: {where} has no ov.Tree named {name!r} (found {found})")
+    return tree
+
+
+# -- argument parsing -------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and the client commands to an argparse subparsers object."""
+    client = argparse.ArgumentParser(add_help=False)
+    group = client.add_argument_group("daemon")
+    group.add_argument("--url", help="the daemon's URL (default: $OVERSTORY_URL, or found)")
+    group.add_argument("--token", help="a bearer token (default: $OVERSTORY_TOKEN, or STATE/token)")
+    group.add_argument("--state-dir", type=Path, help="the daemon's state directory")
+    group.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    serve = subparsers.add_parser(
+        "serve",
+        help="run a tree as a daemon with an HTTP API",
+        description=(
+            "Run TARGET (file.py:tree or package.module:tree) as a long-lived service: "
+            "goals arrive over HTTP, are journalled in STATE/journal.sqlite3 before they are "
+            "acknowledged, and resume after a crash or restart. SIGTERM or SIGINT drains; a "
+            "second one stops at once."
+        ),
+    )
+    serve.add_argument("target", help="the tree: path/to/file.py:tree or module:tree")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8177, help="port (default 8177; 0: any free)")
+    serve.add_argument("--state-dir", type=Path, help="journal and token (default: see docs)")
+    serve.add_argument("--max-concurrent", type=int, default=8, help="goals running at once")
+    serve.add_argument("--max-queue", type=int, default=1000, help="goals waiting before 429")
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
+    serve.add_argument("--max-body", type=int, default=1_048_576, help="request size limit")
+    serve.add_argument("--tokens", type=Path, help="TOML file of tokens per role")
+    serve.set_defaults(handler=_serve)
+
+    submit = subparsers.add_parser("submit", parents=[client], help="submit a goal")
+    submit.add_argument("goal", help="the goal, in plain language")
+    submit.add_argument("--input", help="the goal's input: JSON text, or @file.json")
+    submit.add_argument("--priority", type=int, default=0, help="higher starts first")
+    submit.add_argument("--timeout", type=float, help="seconds the goal may run")
+    submit.add_argument("--key", help="an idempotency key: resubmitting returns the first goal")
+    submit.add_argument("--wait", action="store_true", help="follow the goal live until it ends")
+    submit.set_defaults(handler=_submit)
+
+    status = subparsers.add_parser("status", parents=[client], help="show one goal")
+    status.add_argument("id")
+    status.set_defaults(handler=_status)
+
+    listing = subparsers.add_parser("list", parents=[client], help="list goals, newest first")
+    listing.add_argument("--status", help="only goals in this status")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(handler=_list)
+
+    cancel = subparsers.add_parser("cancel", parents=[client], help="cancel a goal")
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=_cancel)
+
+    reviews = subparsers.add_parser("reviews", parents=[client], help="list pending reviews")
+    reviews.add_argument("--all", action="store_true", help="decided ones too")
+    reviews.set_defaults(handler=_reviews)
+
+    approve = subparsers.add_parser("approve", parents=[client], help="approve a review")
+    approve.add_argument("id", type=int)
+    approve.set_defaults(handler=_approve)
+
+    reject = subparsers.add_parser("reject", parents=[client], help="reject a review")
+    reject.add_argument("id", type=int)
+    reject.add_argument("--reason", required=True, help="feedback for the agent")
+    reject.set_defaults(handler=_reject)
+
+    tree = subparsers.add_parser("tree", parents=[client], help="the live tree's health")
+    tree.set_defaults(handler=_tree)
+
+    events = subparsers.add_parser("events", parents=[client], help="a goal's events")
+    events.add_argument("id")
+    events.add_argument("--follow", "-f", action="store_true", help="until the goal ends")
+    events.set_defaults(handler=_events)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m overstory.daemon``: the daemon's commands on their own."""
+    parser = argparse.ArgumentParser(prog="overstory")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Call the chosen command's handler, turning expected failures into messages."""
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except Usage as exc:
+        _say(str(exc))
+        return exc.status
+    except DaemonUnavailable as exc:
+        _say(
+            f"{exc}. Is the daemon running? Start one with `overstory serve FILE.py:tree`, "
+            "or point --url (or $OVERSTORY_URL) at it."
+        )
+        return USAGE
+    except ApiError as exc:
+        _say(_explain(exc))
+        return USAGE
+    except DaemonError as exc:
+        _say(str(exc))
+        return USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    print(f"overstory: {message}", file=stream or sys.stderr)
+
+
+def _explain(exc: ApiError) -> str:
+    if exc.status == 401:
+        return (
+            f"the daemon refused the token ({exc.message}). The CLI reads --token, "
+            "$OVERSTORY_TOKEN, or the token file in the daemon's --state-dir; make sure they "
+            "belong to this daemon."
+        )
+    if exc.status == 403:
+        return f"not allowed: {exc.message}."
+    details = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in exc.problems)
+    message = exc.message if not details or details in exc.message else f"{exc.message} ({details})"
+    return f"the daemon answered {exc.status} {exc.error}: {message}"
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client.discover(url=args.url, token=args.token, state_dir=args.state_dir)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from overstory.daemon._auth import AuthError
+    from overstory.daemon._config import Config, default_state_dir
+    from overstory.daemon._journal import SchemaMismatch
+    from overstory.daemon._server import serve
+
+    tree = load_tree(args.target)
+    try:
+        config = Config(
+            state_dir=args.state_dir or default_state_dir(),
+            host=args.host,
+            port=args.port,
+            max_concurrent=args.max_concurrent,
+            max_queue=args.max_queue,
+            grace=args.grace,
+            max_body=args.max_body,
+            tokens_file=args.tokens,
+        )
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
+    logging.basicConfig(
+        level=logging.INFO, format="overstory: %(message)s", stream=sys.stderr, force=True
+    )
+    try:
+        return trio.run(lambda: serve(tree, config, handle_signals=True))
+    except BaseException as exc:
+        problem = _expected(exc, (ConfigurationError, AuthError, SchemaMismatch, OSError))
+        if problem is None:
+            raise
+        if isinstance(problem, OSError):
+            raise Usage(f"cannot serve on {config.host}:{config.port}: {problem}") from None
+        status = (
+            FAILED
+            if isinstance(problem, OverstoryError) and not isinstance(problem, ConfigurationError)
+            else USAGE
+        )
+        raise Usage(str(problem), status) from None
+
+
+def _expected(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``kinds`` in ``exc`` or its groups (a start error surfaces
+    wrapped in the nurseries' groups)."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _expected(inner, kinds)
+            if found is not None:
+                return found
+    return None
+
+
+# -- client commands --------------------------------------------------------------------
+
+
+def _input(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise Usage(f"--input {text}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Usage(f"--input is not JSON: {exc}") from None
+
+
+def _submit(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        goal = client.submit(
+            args.goal,
+            input=_input(args.input),
+            priority=args.priority,
+            timeout=args.timeout,
+            idempotency_key=args.key,
+        )
+        if not args.wait:
+            if args.json:
+                _print_json(goal)
+            else:
+                print(goal["id"])
+            return OK
+        _say(f"goal {goal['id']} accepted; following it (Ctrl-C stops following, not the goal)")
+        view = GoalView(goal["id"], goal=goal["goal"])
+        _follow(client.events(goal["id"]), view, live=sys.stdout.isatty() and not args.json)
+        final = client.goal(goal["id"])
+    if args.json:
+        _print_json(final)
+    elif not view.ended:
+        _say(
+            "the daemon stopped before the goal ended; it resumes when the daemon restarts. "
+            f"Follow it with `overstory events {goal['id']} --follow`."
+        )
+        return USAGE
+    else:
+        outcome = final.get("outcome") or {}
+        if final["status"] == "succeeded":
+            _print_json(outcome.get("output"))
+        else:
+            _say(f"goal {final['id']} {final['status']}: {final.get('error') or 'no detail'}")
+    return OK if final["status"] == "succeeded" else FAILED
+
+
+def _follow(events: Iterator[dict[str, Any]], view: GoalView, *, live: bool) -> None:
+    drawn = 0
+    for event in events:
+        view.apply(event)
+        if live:
+            text = view.render()
+            if drawn:
+                sys.stdout.write(f"\x1b[{drawn}F\x1b[J")
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            drawn = text.count("\n") + 1
+        else:
+            print(describe_event(event), file=sys.stderr)
+    if not live:
+        print(view.render(), file=sys.stderr)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        goal = _known(lambda: client.goal(args.id), f"no goal {args.id}")
+    if args.json:
+        _print_json(goal)
+        return OK
+    print(f"goal {goal['id']}: {goal['status']}  (priority {goal['priority']})")
+    print(f"  {goal['goal']}")
+    for step in goal["steps"]:
+        print(f"  ✓ {step['key']}")
+    for attempt in goal["running"]:
+        if attempt["step"] is not None:
+            print(f"  ▶ {attempt['path']} on {attempt['step']} (attempt {attempt['attempt']})")
+    for review in goal["pending_reviews"]:
+        print(f"  ⏸ waiting for review {review} (overstory approve {review})")
+    if goal.get("error"):
+        print(f"  error: {goal['error']}")
+    if goal["status"] == "succeeded":
+        print(json.dumps((goal.get("outcome") or {}).get("output"), indent=2, ensure_ascii=False))
+    return OK
+
+
+def _known(call: Callable[[], dict[str, Any]], missing: str) -> dict[str, Any]:
+    try:
+        return call()
+    except ApiError as exc:
+        if exc.status == 404:
+            raise Usage(missing) from None
+        raise
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.goals(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(page)
+        return OK
+    for goal in page["goals"]:
+        print(f"{goal['id']}  {goal['status']:<10} {goal['priority']:>4}  {goal['goal'][:60]}")
+    if not page["goals"]:
+        _say("no goals")
+    return OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        goal = _known(lambda: client.cancel(args.id), f"no goal {args.id}")
+    if args.json:
+        _print_json(goal)
+    else:
+        print(
+            f"goal {goal['id']}: {'cancelled' if goal['status'] == 'cancelled' else 'cancelling'}"
+        )
+    return OK
+
+
+def _reviews(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        reviews = client.reviews(status="all" if args.all else "pending")
+    if args.json:
+        _print_json(reviews)
+        return OK
+    for review in reviews["reviews"]:
+        output = json.dumps(review["output"], ensure_ascii=False)
+        print(
+            f"{review['id']:>5}  {review['status']:<8} goal {review['goal_id']}  "
+            f"{review['path']} step {review['step']} round {review['round']}\n"
+            f"       {output[:200]}"
+        )
+    if not reviews["reviews"]:
+        _say("no reviews pending" if not args.all else "no reviews")
+    return OK
+
+
+def _approve(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        review = _known(lambda: client.approve(args.id), f"no review {args.id}")
+    _print_json(review) if args.json else print(f"review {review['id']}: approved")
+    return OK
+
+
+def _reject(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        review = _known(lambda: client.reject(args.id, args.reason), f"no review {args.id}")
+    _print_json(review) if args.json else print(f"review {review['id']}: rejected")
+    return OK
+
+
+def _tree(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        tree = client.tree()
+    _print_json(tree) if args.json else print(render_health(tree))
+    return OK
+
+
+def _events(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            for event in client.events(args.id, follow=args.follow):
+                if args.json:
+                    print(json.dumps(event, ensure_ascii=False), flush=True)
+                else:
+                    print(describe_event(event), flush=True)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise Usage(f"no goal {args.id}") from None
+            raise
+    return OK

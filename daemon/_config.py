@@ -1,0 +1,65 @@
+"""The daemon's settings, validated once."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import attrs
+
+from overstory._checks import at_least
+
+__all__ = ["Config", "default_state_dir", "is_loopback"]
+
+DEFAULT_PORT = 8177
+
+
+def default_state_dir() -> Path:
+    """``$OVERSTORY_STATE_DIR``, else ``$XDG_STATE_HOME/overstory``, else
+    ``~/.local/state/overstory``."""
+    if explicit := os.environ.get("OVERSTORY_STATE_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "overstory"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _port(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError(f"Config.port must be an integer from 0 to 65535, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """How ``overstory serve`` runs a tree.
+
+    ``state_dir`` holds the journal (``journal.sqlite3``), the admin token (``token``)
+    and, while the daemon runs, ``daemon.json`` (its URL and pid). ``max_concurrent``
+    bounds goals running at once; up to ``max_queue`` more wait (then submissions get
+    429). On SIGTERM or SIGINT running goals get ``grace`` seconds to finish. Request
+    bodies over ``max_body`` bytes get 413. ``tokens_file`` adds per-role tokens and is
+    required to bind a non-loopback ``host``. ``port=0`` picks a free port.
+    """
+
+    state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
+    max_concurrent: int = attrs.field(default=8, validator=at_least(1))
+    max_queue: int = attrs.field(default=1000, validator=at_least(0))
+    grace: float = attrs.field(default=30.0, validator=at_least(0))
+    max_body: int = attrs.field(default=1_048_576, validator=at_least(1024))
+    tokens_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "journal.sqlite3"
