@@ -246,7 +246,7 @@ class Call:
                 [Problem(field="", problem="a JSON object is required")],
             )
         try:
-            data = json.loads(raw, parse_constant=_no_constants)
+            data = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
         except (ValueError, RecursionError) as exc:
             message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
             raise HttpError(400, "invalid_json", f"the body is not valid JSON: {message}") from None
@@ -267,6 +267,13 @@ class Call:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
 
 
 def _depth(value: Any) -> int:

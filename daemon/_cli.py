@@ -278,10 +278,11 @@ def _input(text: str | None) -> Any:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    input = _input(args.input)
     with _client(args) as client:
         goal = client.submit(
             args.goal,
-            input=_input(args.input),
+            input=input,
             priority=args.priority,
             timeout=args.timeout,
             idempotency_key=args.key,

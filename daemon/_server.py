@@ -19,11 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from overstory._errors import ConfigurationError
-from overstory.daemon._api import create_app
 from overstory.daemon._auth import Tokens
 from overstory.daemon._config import Config, is_loopback
 from overstory.daemon._journal import Journal
@@ -105,6 +102,12 @@ async def _serve_api(
     stop: trio.Event,
     task_status: trio.TaskStatus[str],
 ) -> None:
+    # Imported here: client commands import this package and need none of the server.
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from overstory.daemon._api import create_app
+
     app = create_app(daemon, tokens, max_body=config.max_body, streams=streams)
     http = HypercornConfig()
     host = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host

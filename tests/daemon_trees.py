@@ -69,6 +69,20 @@ reviewed = ov.Tree(
 )
 
 
+#: A reviewed draft, then a slow step (``work``) that publishes it.
+review_then_publish = ov.Tree(
+    "review_then_publish",
+    ov.Tactical(
+        "desk",
+        children=[write, work],
+        plan=[
+            ov.Step("draft", "write a draft", to="write", review=True),
+            ov.Step("publish", "publish it", to="work", after="draft"),
+        ],
+    ),
+)
+
+
 @ov.leaf
 async def echo(task: ov.Task, ctx: ov.Context) -> object:
     """Returns the goal's input."""

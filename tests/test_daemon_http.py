@@ -1,0 +1,273 @@
+"""The HTTP API of a real daemon, driven over loopback: each test pins one behaviour."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from daemon_harness import Daemon, wait_for, wait_status
+
+TOKENS = {
+    "submit": "submit-token-0123456789",
+    "review": "review-token-0123456789",
+    "admin": "admin-token-01234567890",
+}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon serving the review tree (goals park for review, so 200 may run at once),
+    with a token per role and a 4 KiB body limit."""
+    state = tmp_path_factory.mktemp("http")
+    tokens = state / "tokens.toml"
+    tokens.write_text("".join(f'{role} = ["{token}"]\n' for role, token in TOKENS.items()))
+    with Daemon(
+        state / "state",
+        "reviewed",
+        args=["--tokens", str(tokens), "--max-body", "4096", "--max-concurrent", "200"],
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def http(daemon: Daemon) -> Iterator[httpx.Client]:
+    with daemon.client() as client:
+        yield client
+
+
+def _submit(http: httpx.Client, **body: object) -> dict[str, object]:
+    response = http.post("/v1/goals", json={"goal": "write about trees", **body})
+    assert response.status_code == 202, response.text
+    data: dict[str, object] = response.json()
+    return data
+
+
+def test_submit_answers_202_with_the_goal_and_its_location(http: httpx.Client) -> None:
+    """A valid submission is answered 202 with the queued goal and a Location header."""
+    response = http.post("/v1/goals", json={"goal": "g", "input": {"n": 1}, "priority": 5})
+    assert response.status_code == 202
+    goal = response.json()
+    assert goal["goal"] == "g"
+    assert goal["priority"] == 5
+    assert goal["status"] in ("queued", "running")
+    assert goal["submitted_by"] == "admin"
+    assert response.headers["location"] == f"/v1/goals/{goal['id']}"
+
+
+def test_same_idempotency_key_returns_the_first_goal(http: httpx.Client) -> None:
+    """Submitting again with the same key answers 200 with the first goal, not a new one."""
+    first = _submit(http, idempotency_key="once-only")
+    again = http.post(
+        "/v1/goals", json={"goal": "write about trees", "idempotency_key": "once-only"}
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+
+
+def test_reusing_a_key_for_another_goal_is_a_conflict(http: httpx.Client) -> None:
+    """A key reused with a different goal answers 409 naming idempotency_key."""
+    _submit(http, idempotency_key="mine")
+    response = http.post("/v1/goals", json={"goal": "something else", "idempotency_key": "mine"})
+    assert response.status_code == 409
+    assert response.json()["problems"][0]["field"] == "idempotency_key"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "problem"),
+    [
+        ({}, "goal", "required field missing"),
+        ({"goal": ""}, "goal", "must not be empty or blank"),
+        ({"goal": 7}, "goal", "expected a string, got a number"),
+        ({"goal": "g", "priority": "high"}, "priority", "expected an integer, got a string"),
+        ({"goal": "g", "priority": 1001}, "priority", "must be at least -1000 and at most 1000"),
+        ({"goal": "g", "timeout": 0}, "timeout", "must be greater than 0"),
+        ({"goal": "g", "timeout": True}, "timeout", "expected a number, got a boolean"),
+        ({"goal": "g", "colour": "red"}, "colour", "unknown field"),
+        ([], "", "expected an object, got an array"),
+    ],
+)
+def test_an_invalid_body_is_a_422_naming_the_field(
+    http: httpx.Client, body: object, field: str, problem: str
+) -> None:
+    """Each invalid submission is answered 422 with the field and the problem."""
+    response = http.post("/v1/goals", json=body)
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    assert any(p["field"] == field and p["problem"].startswith(problem) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b"\xff\xfe", b'{"goal": NaN}', b"[" * 4000, b'{"goal": "g", "input": 1e999}']
+)
+def test_malformed_json_is_a_400(http: httpx.Client, raw: bytes) -> None:
+    """Text that is not strict JSON (including NaN and overflow) is answered 400, never 5xx."""
+    response = http.post("/v1/goals", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code in (400, 422)
+    assert response.json()["error"] in ("invalid_json", "invalid_body")
+
+
+def test_deeply_nested_input_is_refused(http: httpx.Client) -> None:
+    """Input nested deeper than 64 levels is answered 422."""
+    nested: object = 1
+    for _ in range(70):
+        nested = [nested]
+    response = http.post("/v1/goals", json={"goal": "g", "input": nested})
+    assert response.status_code == 422
+
+
+def test_a_body_over_the_limit_is_a_413(http: httpx.Client) -> None:
+    """A body over --max-body is answered 413, whether or not it declares its length."""
+    big = {"goal": "g", "input": "x" * 5000}
+    assert http.post("/v1/goals", json=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        yield json.dumps(big).encode()
+
+    assert http.post("/v1/goals", content=chunks()).status_code == 413
+
+
+def test_unknown_paths_and_methods_answer_json_errors(http: httpx.Client) -> None:
+    """404 and 405 come as JSON error bodies like every other error."""
+    missing = http.get("/v2/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    wrong = http.delete("/v1/goals")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == "method_not_allowed"
+    assert http.get("/v1/goals/no-such-goal").status_code == 404
+    assert http.get("/v1/reviews/99999999999999999999999").status_code == 404
+
+
+def test_a_goal_shows_its_steps_pending_review_and_outcome(http: httpx.Client) -> None:
+    """GET /v1/goals/{id} shows checkpointed steps and pending reviews, then the outcome."""
+    goal = _submit(http)
+    review_id = wait_for(
+        lambda: http.get(f"/v1/goals/{goal['id']}").json()["pending_reviews"],
+        timeout=10,
+        what="the review to be requested",
+    )[0]
+    detail = http.get(f"/v1/goals/{goal['id']}").json()
+    assert detail["status"] == "running"
+    assert [s["key"] for s in detail["steps"]] == ["reviewed/desk#draft"]
+    review = http.get(f"/v1/reviews/{review_id}").json()
+    assert review["output"] == "draft for write about trees"
+    edited = http.post(f"/v1/reviews/{review_id}/edit", json={"output": "better"})
+    assert edited.status_code == 200
+    assert edited.json()["status"] == "edited"
+    done = wait_status(http, str(goal["id"]), {"succeeded"}, timeout=10)
+    assert done["outcome"]["output"] == "better"
+    assert done["pending_reviews"] == []
+    twice = http.post(f"/v1/reviews/{review_id}/approve")
+    assert twice.status_code == 409
+
+
+def test_list_filters_by_status_and_pages_with_a_cursor(http: httpx.Client) -> None:
+    """Listing is newest first; next_cursor walks every goal exactly once."""
+    ids = [_submit(http)["id"] for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = http.get("/v1/goals", params=params).json()
+        seen.extend(g["id"] for g in page["goals"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert seen[:5] == ids[::-1]
+    running = http.get("/v1/goals", params={"status": "running", "limit": 500}).json()["goals"]
+    assert {g["status"] for g in running} <= {"running"}
+    bad = http.get("/v1/goals", params={"limit": 0})
+    assert bad.status_code == 422
+    assert bad.json()["problems"][0]["field"] == "limit"
+
+
+def test_cancel_ends_a_goal_and_records_who(daemon: Daemon, http: httpx.Client) -> None:
+    """Cancelling a goal parked in review answers 202, ends it cancelled, voids the review,
+    and the audit log names the role that asked."""
+    goal = _submit(http)
+    wait_for(
+        lambda: http.get(f"/v1/goals/{goal['id']}").json()["pending_reviews"],
+        timeout=10,
+        what="the review",
+    )
+    with daemon.client(TOKENS["submit"]) as submitter:
+        response = submitter.post(f"/v1/goals/{goal['id']}/cancel")
+        assert response.status_code in (200, 202)
+    done = wait_status(http, str(goal["id"]), {"cancelled"}, timeout=10)
+    assert done["error"] == "cancelled by submit"
+    assert http.post(f"/v1/goals/{goal['id']}/cancel").status_code == 409
+    events = http.get("/v1/audit", params={"goal_id": goal["id"]}).json()["events"]
+    kinds = [(e["kind"], e["actor"]) for e in events]
+    assert ("goal.cancel_requested", "submit") in kinds
+    assert ("goal.finished", "submit") in kinds
+    assert ("review.void", "daemon") in kinds
+
+
+def test_events_stream_until_the_goal_ends(http: httpx.Client) -> None:
+    """The SSE stream replays stored events, follows live ones, and closes after the end."""
+    goal = _submit(http)
+    review_id = wait_for(
+        lambda: http.get(f"/v1/goals/{goal['id']}").json()["pending_reviews"],
+        timeout=10,
+        what="the review",
+    )[0]
+    kinds: list[str] = []
+    with http.stream("GET", f"/v1/goals/{goal['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[7:])
+                if kinds[-1] == "review.requested":
+                    assert http.post(f"/v1/reviews/{review_id}/approve").status_code == 200
+    assert kinds[0] == "goal.accepted"
+    assert kinds[-1] == "goal.finished"
+    assert "step.checkpointed" in kinds
+    assert "review.decided" in kinds
+    after = http.get(f"/v1/goals/{goal['id']}/events", params={"follow": "false"})
+    assert after.text.count("event: ") == len(kinds)
+
+
+def test_the_tree_shows_every_node(http: httpx.Client) -> None:
+    """GET /v1/tree lists every node with its load, failures and breaker."""
+    tree = http.get("/v1/tree").json()
+    assert tree["tree"] == "reviewed"
+    assert [n["path"] for n in tree["nodes"]] == ["reviewed/desk", "reviewed/desk/write"]
+    leaf = tree["nodes"][1]
+    assert leaf["breaker"] == "closed"
+    assert {"in_flight", "succeeded", "failed", "tripped", "restarts"} <= set(leaf)
+
+
+def test_metrics_are_prometheus_text(http: httpx.Client) -> None:
+    """/metrics is the Prometheus text format: HELP and TYPE for each family, then samples."""
+    response = http.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+Inf]+$')
+    typed: set[str] = set()
+    for line in response.text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+        elif not line.startswith("# HELP "):
+            assert sample.match(line), line
+            name = line.split("{")[0].split(" ")[0]
+            assert re.sub(r"_(bucket|sum|count)$", "", name) in typed | {name}
+    assert "overstory_goals_accepted_total" in typed
+    assert 'overstory_node_in_flight{path="reviewed/desk/write"}' in response.text
+
+
+def test_health_needs_no_token_and_everything_else_does(daemon: Daemon) -> None:
+    """/healthz and /readyz answer without a token; /openapi.json needs one."""
+    with httpx.Client(base_url=daemon.url) as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").json() == {"status": "ready"}
+        refused = anonymous.get("/openapi.json")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+    with daemon.client() as http:
+        document = http.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert "/v1/goals" in document["paths"]
