@@ -256,7 +256,8 @@ class Daemon:
         self._live[live.row.id] = live
         heapq.heappush(self._queue, (-live.row.priority, live.row.seq, live.row.id))
         self._queued += 1
-        self._notify()
+        if self._running < self.config.max_concurrent:
+            self._wake.set()  # a slot is free; otherwise the next goal to end wakes it
 
     async def _dispatch(self) -> None:
         assert self._nursery is not None
