@@ -438,10 +438,30 @@ def structure(data: Any, kind: type[T]) -> T:
         raise InvalidBody(
             [Problem(field="", problem=f"expected an object, got {_json_type(data)}")]
         )
+    # attrs stops at the first failing validator: run ours on every well-typed value first,
+    # so that one answer names every problem.
+    problems: list[Problem] = []
+    for field in attrs.fields(kind):  # type: ignore[arg-type]
+        check = field.validator
+        value = data.get(field.name)
+        fits = (isinstance(check, _Text) and isinstance(value, str)) or (
+            isinstance(check, _Range)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        )
+        if fits:
+            try:
+                check(None, field, value)
+            except FieldError as exc:
+                problems.append(Problem(field=exc.field, problem=exc.problem))
     try:
-        return api.structure(data, kind)
+        result = api.structure(data, kind)
     except (ClassValidationError, FieldError) as exc:
-        raise InvalidBody(_problems(exc, ())) from None
+        named = {p.field for p in problems}
+        problems.extend(p for p in _problems(exc, ()) if p.field not in named)
+    if problems:
+        raise InvalidBody(problems)
+    return result
 
 
 def _problems(exc: BaseException, path: tuple[str, ...]) -> list[Problem]:

@@ -1,0 +1,192 @@
+"""The journal: group commit, isolation of a failing write, and the store's rules."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from overstory.daemon import _store as store
+from overstory.daemon._journal import Journal, SchemaMismatch
+from overstory.daemon._models import GoalStatus, ReviewStatus
+from overstory.hierarchy import ReviewRequest
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(opened.run)
+        yield opened
+        opened.stop()
+    opened.close()
+
+
+def _accept(journal: Journal, goal_id: str, key: str | None = None) -> Any:
+    return journal.write(
+        partial(
+            store.accept,
+            goal_id=goal_id,
+            goal="g",
+            input="null",
+            priority=0,
+            timeout=None,
+            idempotency_key=key,
+            actor="admin",
+            token="abcd1234",
+            at=1.0,
+        )
+    )
+
+
+async def test_concurrent_writes_share_transactions(journal: Journal) -> None:
+    """Fifty writes queued at once commit in far fewer than fifty transactions."""
+    results: dict[int, Any] = {}
+
+    async def write(number: int) -> None:
+        results[number] = await journal.write(lambda c: number * 2)
+
+    async with trio.open_nursery() as nursery:
+        for number in range(50):
+            nursery.start_soon(write, number)
+    assert results == {n: n * 2 for n in range(50)}
+    assert journal.operations == 50
+    assert journal.commits <= 5
+
+
+async def test_a_failing_write_is_rolled_back_alone(journal: Journal) -> None:
+    """A write that raises gets its exception; the writes batched with it still commit."""
+
+    def bad(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+        raise ValueError("boom")
+
+    outcomes: list[object] = []
+
+    async def attempt(op: Any) -> None:
+        try:
+            outcomes.append(await journal.write(op))
+        except ValueError as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt, lambda c: c.execute("INSERT INTO meta VALUES ('a', '1')"))
+        nursery.start_soon(attempt, bad)
+        nursery.start_soon(attempt, lambda c: c.execute("INSERT INTO meta VALUES ('b', '2')"))
+    assert sum(isinstance(o, ValueError) for o in outcomes) == 1
+    keys = await journal.read(lambda c: [k for (k,) in c.execute("SELECT key FROM meta")])
+    assert {"a", "b"} <= set(keys)
+    assert "half" not in keys
+
+
+async def test_on_commit_runs_even_when_the_caller_was_cancelled(journal: Journal) -> None:
+    """A cancelled caller does not withdraw its write, and its on_commit still runs."""
+    committed: list[int] = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await journal.write(lambda c: 7, on_commit=committed.append)
+    await journal.barrier()
+    assert committed == [7]
+
+
+def test_a_journal_belongs_to_one_tree(tmp_path: Path) -> None:
+    """Opening a state directory made for another tree fails, naming both trees."""
+    Journal.open(tmp_path / "j.sqlite3", tree="first").close()
+    with pytest.raises(SchemaMismatch, match="holds the goals of tree 'first', not 'second'"):
+        Journal.open(tmp_path / "j.sqlite3", tree="second")
+
+
+async def test_an_idempotency_key_accepts_once(journal: Journal) -> None:
+    """The second accept with a key returns the first goal and appends no event."""
+    first, event = await _accept(journal, "g1", key="k")
+    again, no_event = await _accept(journal, "g2", key="k")
+    assert event is not None
+    assert no_event is None
+    assert again.id == first.id == "g1"
+    assert await journal.read(lambda c: store.get_goal(c, "g2")) is None
+
+
+async def test_a_goal_finishes_once(journal: Journal) -> None:
+    """finish records the first final status; a second finish changes nothing."""
+    await _accept(journal, "g1")
+    finish = partial(store.finish, goal_id="g1", at=2.0, error=None, outcome=None, actor="daemon")
+    events = await journal.write(partial(finish, status=GoalStatus.SUCCEEDED))
+    assert [e.kind for e in events] == ["goal.finished"]
+    assert await journal.write(partial(finish, status=GoalStatus.FAILED)) == []
+    row = await journal.read(lambda c: store.get_goal(c, "g1"))
+    assert row is not None
+    assert row.status is GoalStatus.SUCCEEDED
+
+
+async def test_a_review_is_decided_once_and_its_decision_is_kept(journal: Journal) -> None:
+    """Opening the same (goal, key, round) again returns the stored review; deciding twice
+    is a conflict; an unknown review is not found."""
+    await _accept(journal, "g1")
+    request = ReviewRequest(
+        goal_id="g1", goal="g", path="t/a", step="s", agent="t/a/x", output=1, round=1, key="t/a#s"
+    )
+    review, event = await journal.write(
+        partial(store.open_review, request=request, output="1", at=1)
+    )
+    assert event is not None
+    decide = partial(
+        store.decide_review,
+        review_id=review.id,
+        decision="shorter",
+        actor="review",
+        token="t",
+        at=2,
+    )
+    decided, _ = await journal.write(partial(decide, status=ReviewStatus.REJECTED))
+    assert (decided.status, decided.reason) == (ReviewStatus.REJECTED, "shorter")
+    with pytest.raises(store.Conflict, match="is rejected, not pending"):
+        await journal.write(partial(decide, status=ReviewStatus.APPROVED))
+    with pytest.raises(store.NotFound):
+        await journal.write(partial(decide, review_id=999, status=ReviewStatus.APPROVED))
+    again, no_event = await journal.write(
+        partial(store.open_review, request=request, output="2", at=3)
+    )
+    assert no_event is None
+    assert (again.id, again.status, again.output) == (review.id, ReviewStatus.REJECTED, 1)
+
+
+async def test_finishing_a_goal_voids_its_pending_reviews(journal: Journal) -> None:
+    """A goal that ends leaves no review pending."""
+    await _accept(journal, "g1")
+    request = ReviewRequest(
+        goal_id="g1", goal="g", path="t/a", step="s", agent="x", output=1, round=1, key="k"
+    )
+    await journal.write(partial(store.open_review, request=request, output="1", at=1))
+    events = await journal.write(
+        partial(
+            store.finish,
+            goal_id="g1",
+            status=GoalStatus.CANCELLED,
+            at=2,
+            error=None,
+            outcome=None,
+            actor="submit",
+        )
+    )
+    assert [e.kind for e in events] == ["review.void", "goal.finished"]
+    pending = await journal.read(
+        partial(store.list_reviews, status=ReviewStatus.PENDING, goal_id=None, limit=10)
+    )
+    assert pending == []
+
+
+async def test_events_filter_by_kind_prefix_and_page_by_seq(journal: Journal) -> None:
+    """events() returns seq order after ``after``; a kind ending in '.' is a prefix."""
+    for kind in ("goal.accepted", "attempt.started", "goal.finished"):
+        await journal.write(
+            partial(store.event, at=1, goal_id="g", kind=kind, actor="daemon", data={})
+        )
+    goals = await journal.read(partial(store.events, kind="goal."))
+    assert [e.kind for e in goals] == ["goal.accepted", "goal.finished"]
+    later = await journal.read(partial(store.events, after=goals[0].seq, limit=1))
+    assert [e.kind for e in later] == ["attempt.started"]
