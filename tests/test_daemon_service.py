@@ -29,14 +29,22 @@ class Gate:
     def __init__(self) -> None:
         self.open = trio.Event()
         self.started: list[str] = []
+        self._changed = trio.Event()
 
         @ov.leaf
         async def wait(task: ov.Task, ctx: ov.Context) -> str:
             self.started.append(ctx.goal)
+            self._changed.set()
+            self._changed = trio.Event()
             await self.open.wait()
             return ctx.goal
 
         self.tree = ov.Tree("gate", ov.Tactical("team", children=[wait]))
+
+    async def wait_started(self, count: int) -> None:
+        with trio.fail_after(5):
+            while len(self.started) < count:
+                await self._changed.wait()
 
 
 @asynccontextmanager
@@ -48,11 +56,13 @@ async def running(tree: ov.Tree, path: Path, **settings: Any) -> AsyncIterator[D
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
-            async with tree.running(reviewer=daemon.review, on_event=daemon.on_event) as runner:
-                async with trio.open_nursery() as inner:
-                    await inner.start(daemon.run, runner)
-                    yield daemon
-                    daemon.stop()
+            async with (
+                tree.running(reviewer=daemon.review, on_event=daemon.on_event) as runner,
+                trio.open_nursery() as inner,
+            ):
+                await inner.start(daemon.run, runner)
+                yield daemon
+                daemon.stop()
             journal.stop()
     finally:
         journal.close()
@@ -60,7 +70,7 @@ async def running(tree: ov.Tree, path: Path, **settings: Any) -> AsyncIterator[D
 
 async def _settle() -> None:
     for _ in range(50):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
     await trio.sleep(0.05)
 
 
@@ -83,9 +93,7 @@ async def test_queued_goals_start_by_priority_then_age(tmp_path: Path) -> None:
         for goal, priority in (("low", 0), ("high-1", 5), ("high-2", 5), ("top", 9)):
             await daemon.submit(SubmitGoal(goal=goal, priority=priority), ADMIN)
         gate.open.set()
-        with trio.fail_after(5):
-            while len(gate.started) < 5:
-                await trio.sleep(0.01)
+        await gate.wait_started(5)
     assert gate.started == ["first", "top", "high-1", "high-2", "low"]
 
 
