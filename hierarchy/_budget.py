@@ -8,6 +8,7 @@ keeps spending; the outcome's status is BUDGET_EXHAUSTED.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -101,7 +102,7 @@ class Usage:
         when this charge takes the goal past a limit, or when it is already exhausted."""
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
-        amounts = {
+        amounts: dict[str, Any] = {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cost": cost,
