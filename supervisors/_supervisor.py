@@ -425,13 +425,15 @@ class SupervisorNode:
         """Record a failed attempt and choose: retry, reassign or escalate."""
         definition = child.definition
         step = track.step
-        run.fail(
-            path=definition.path,
-            layer=definition.layer.value,
-            step=step,
-            attempt=track.attempt,
-            error=error,
-        )
+        # A child supervisor's escalation is in the chain already: it recorded it itself.
+        if not (isinstance(error, Escalation) and run.recorded(error)):
+            run.fail(
+                path=definition.path,
+                layer=definition.layer.value,
+                step=step,
+                attempt=track.attempt,
+                error=error,
+            )
         error_type = type(error).__name__
         self.count_failure(
             span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
