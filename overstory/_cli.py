@@ -30,13 +30,13 @@ import json
 import math
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import trio
+import trio.lowlevel
 
 from overstory._errors import DefinitionError, StartError
 from overstory.hierarchy._outcome import FailureRecord, Outcome, Status, StepRecord
@@ -44,6 +44,9 @@ from overstory.hierarchy._review import Approve, Decision, Edit, Reject, Reviewe
 from overstory.hierarchy._review import auto_approve as _auto_approve
 from overstory.hierarchy._serde import converter
 from overstory.hierarchy._tree import Tree
+
+if TYPE_CHECKING:
+    from outcome import Outcome as _Result
 
 __all__ = [
     "COMMANDS",
@@ -144,7 +147,7 @@ def _import_file(target: str, path: Path) -> ModuleType:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[unique]
-            raise CommandError(_import_failure(target, exc, path.resolve())) from exc
+            raise CommandError(_import_failure(target, exc, unique)) from exc
     return module
 
 
@@ -158,54 +161,50 @@ def _import_module(target: str, name: str) -> ModuleType:
                     f"cannot load {target!r}: no module named {exc.name!r} (is it installed, "
                     "or in the current directory?)"
                 ) from exc
-            raise CommandError(_import_failure(target, exc, None)) from exc
+            raise CommandError(_import_failure(target, exc, name)) from exc
         except Exception as exc:
-            raise CommandError(_import_failure(target, exc, None)) from exc
+            raise CommandError(_import_failure(target, exc, name)) from exc
 
 
-class _on_sys_path:
+@contextlib.contextmanager
+def _on_sys_path(directory: str) -> Iterator[None]:
     """Put ``directory`` first on ``sys.path`` for the block, unless it is there already."""
-
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
-        self._added = False
-
-    def __enter__(self) -> None:
-        if self._directory not in sys.path:
-            sys.path.insert(0, self._directory)
-            self._added = True
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._added:
-            with contextlib.suppress(ValueError):  # the module may have removed it itself
-                sys.path.remove(self._directory)
+    if directory in sys.path:
+        yield
+        return
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # the module may have removed it itself
+            sys.path.remove(directory)
 
 
 def _identifier(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text)
 
 
-def _import_failure(target: str, exc: Exception, path: Path | None) -> str:
+def _import_failure(target: str, exc: Exception, module: str) -> str:
     prefix = f"cannot load {target!r}: "
     if isinstance(exc, SyntaxError):
         where = f" ({Path(exc.filename).name}, line {exc.lineno})" if exc.filename else ""
         return f"{prefix}{type(exc).__name__}: {exc.msg}{where}"
     if isinstance(exc, DefinitionError):
-        return f"{prefix}the tree definition is invalid: {exc}{_location(exc, path)}"
-    return f"{prefix}importing it raised {type(exc).__name__}: {exc}{_location(exc, path)}"
+        return f"{prefix}the tree definition is invalid: {exc}{_location(exc, module)}"
+    return f"{prefix}importing it raised {type(exc).__name__}: {exc}{_location(exc, module)}"
 
 
-def _location(exc: BaseException, path: Path | None) -> str:
-    """`` (file.py, line N)``: the innermost line of the user's code the error came from."""
-    package = str(Path(__file__).resolve().parent.parent)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        filename = frame.filename
-        if path is not None:
-            if Path(filename).resolve() == path:
-                return f" ({path.name}, line {frame.lineno})"
-        elif not filename.startswith(("<", package)):
-            return f" ({Path(filename).name}, line {frame.lineno})"
-    return ""
+def _location(exc: BaseException, module: str) -> str:
+    """`` (file.py, line N)``: the innermost line of ``module`` (or one of its parent
+    packages) that the error passed through, or ``""``."""
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__")
+        if isinstance(name, str) and (module == name or module.startswith(name + ".")):
+            line = f" ({Path(tb.tb_frame.f_code.co_filename).name}, line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return line
 
 
 # -- the readable outcome ---------------------------------------------------------------
@@ -367,13 +366,48 @@ def _seconds(value: float) -> str:
 # -- reviewing on the terminal ----------------------------------------------------------
 
 
+class _LineReader:
+    """Reads lines from ``stdin`` in a worker thread, one read at a time.
+
+    A read outlives the question that started it: when that question is cancelled (a
+    group restart, say), the line typed next answers the next question instead of being
+    swallowed by an abandoned thread.
+    """
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._stdin = stdin
+        self._done: trio.Event | None = None
+        self._result: _Result[str] | None = None
+
+    async def readline(self) -> str:
+        """The next line, with its newline; ``""`` at end of file."""
+        if self._done is None:
+            done = self._done = trio.Event()
+            token = trio.lowlevel.current_trio_token()
+
+            def store(result: _Result[str]) -> None:
+                self._result = result
+                done.set()
+
+            def deliver(result: _Result[str]) -> None:  # in the worker thread
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(store, result)
+
+            trio.lowlevel.start_thread_soon(self._stdin.readline, deliver)
+        await self._done.wait()
+        result, self._result, self._done = self._result, None, None
+        assert result is not None
+        return result.unwrap()
+
+
 class TerminalReviewer:
     """A reviewer that shows each output on ``out`` and reads the answer from ``stdin``.
 
     It asks ``[a]pprove / [r]eject / [e]dit``; a rejection asks for one line of feedback,
     an edit for the new output as JSON (several lines until it parses; it asks again
     when it is not JSON). Review points are asked one at a time, in the order they come.
-    Lines are read in a worker thread, so cancelling the goal stops a pending question.
+    Lines are read in a worker thread, so cancelling the goal stops a pending question;
+    a line typed for a question that was cancelled answers the next one.
 
     When ``stdin`` reaches end of file the reviewer sets :attr:`closed` and calls
     ``on_eof`` (which must cancel the run), instead of answering.
@@ -381,6 +415,7 @@ class TerminalReviewer:
 
     def __init__(self, stdin: TextIO, out: TextIO, *, on_eof: Callable[[], None]) -> None:
         self._stdin = stdin
+        self._lines = _LineReader(stdin)
         self._out = out
         self._on_eof = on_eof
         self._lock = trio.Lock()
@@ -439,7 +474,7 @@ class TerminalReviewer:
     async def _ask(self, prompt: str) -> str:
         self._out.write(prompt)
         self._out.flush()
-        line = await trio.to_thread.run_sync(self._stdin.readline, abandon_on_cancel=True)
+        line = await self._lines.readline()
         if not line:
             self._say("")
             await self._eof()

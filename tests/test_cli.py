@@ -13,13 +13,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 import overstory as ov
-from overstory._cli import main, render_outcome
+from overstory._cli import TerminalReviewer, main, render_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,6 +225,24 @@ def test_a_module_target_is_imported_from_the_current_directory(
     assert status == 0
     assert "echo: SUCCEEDED" in out
     assert str(tmp_path) not in sys.path
+
+
+@pytest.mark.usefixtures("clean_modules")
+def test_a_module_that_fails_to_import_names_its_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error raised while importing ``package.module`` points at the module's line."""
+    package = tmp_path / "cli_test_broken"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "trees.py").write_text("import overstory\nimport no_such_dependency\n")
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli(capsys, "check", "cli_test_broken.trees:tree")
+    assert status == 2
+    assert err == (
+        "overstory check: error: cannot load 'cli_test_broken.trees:tree': importing it "
+        "raised ModuleNotFoundError: No module named 'no_such_dependency' (trees.py, line 2)\n"
+    )
 
 
 @pytest.mark.usefixtures("clean_modules")
@@ -522,6 +542,33 @@ def test_a_trees_own_reviewer_is_used_unless_auto_approve(
         capsys, "run", f"{trees}:own_reviewer_tree", "go", "--json", "--auto-approve"
     )
     assert ov.from_json(ov.Outcome, out).output["text"] == "first draft"
+
+
+class HeldStdin(io.StringIO):
+    """A stdin whose lines arrive only when the test releases them (a person typing)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.typed = threading.Event()
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        self.typed.wait(timeout=10)
+        return super().readline()
+
+
+async def test_a_line_typed_for_a_cancelled_review_answers_the_next() -> None:
+    """A review cancelled while it waits does not swallow the answer to the next one."""
+    stdin = HeldStdin("a\n")
+    reviewer = TerminalReviewer(stdin, io.StringIO(), on_eof=lambda: None)
+    request = ov.ReviewRequest(
+        goal_id="g", goal="go", path="t/boss", step="draft", agent="t/boss/a", output=1, round=1
+    )
+    with trio.move_on_after(0.05) as waited:
+        await reviewer(request)
+    assert waited.cancelled_caught
+    stdin.typed.set()
+    with trio.fail_after(5):
+        assert await reviewer(request) == ov.Approve()
 
 
 # -- overstory check --------------------------------------------------------------------
