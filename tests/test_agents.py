@@ -289,7 +289,8 @@ async def test_shutdown_cancels_in_flight_goals_and_runs_finally(
     outcomes = [await h.outcome() for h in handles]
     assert {o.status for o in outcomes} == {ov.Status.CANCELLED}
     assert sorted(cleaned) == ["g0", "g1", "g2"]
-    assert runner.report is not None and len(runner.report.cancelled_goals) == 3
+    assert runner.report is not None
+    assert len(runner.report.cancelled_goals) == 3
     assert runner.in_flight == ()
 
 
@@ -305,8 +306,8 @@ async def test_grace_lets_in_flight_goals_finish(autojump_clock: trio.abc.Clock)
     async with tree.running(grace=10.0) as runner:
         quick = await runner.submit("q", input=5)
         slow = await runner.submit("s", input=50)
+        runner._accepting = False
         with pytest.raises(ov.RunnerClosed):
-            runner._accepting = False
             await runner.submit("late")
     assert (await quick.outcome()).status is ov.Status.SUCCEEDED
     assert (await slow.outcome()).status is ov.Status.CANCELLED

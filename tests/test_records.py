@@ -18,7 +18,7 @@ NO_JITTER = ov.Backoff(initial=1.0, cap=10.0, jitter=0.0)
 
 
 async def test_a_teams_escalation_is_in_the_failure_chain_once(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The parent does not record a child team's escalation a second time."""
 
@@ -71,7 +71,9 @@ async def test_recorded_knows_an_error_by_identity_while_the_goal_runs() -> None
     assert not any(run.recorded(error) for error in fresh)
 
 
-async def test_a_steps_record_spans_all_its_attempts(mock_clock: trio.testing.MockClock) -> None:
+async def test_a_steps_record_spans_all_its_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """``started`` and ``duration`` cover the retries and their backoff, not the last try."""
     calls = 0
 
