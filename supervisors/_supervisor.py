@@ -12,7 +12,6 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import trio
 
 from overstory._errors import (
@@ -33,7 +32,7 @@ from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import SupervisorSpec
-from overstory.hierarchy._task import Handoff, Task
+from overstory.hierarchy._task import SAME_INPUT, Handoff, Task
 from overstory.supervisors._decisions import (
     Decision,
     Done,
@@ -599,7 +598,7 @@ class SupervisorNode:
             handed = Task(
                 goal=step.goal,
                 goal_id=run.goal_id,
-                input=task.input if handoff.input is attrs.NOTHING else handoff.input,
+                input=task.input if handoff.input is SAME_INPUT else handoff.input,
                 step=task.step,
                 skills=step.skills,
                 to=handoff.to.split("/", 1)[1] if handoff.to and "/" in handoff.to else None,

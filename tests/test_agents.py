@@ -289,7 +289,8 @@ async def test_shutdown_cancels_in_flight_goals_and_runs_finally(
     outcomes = [await h.outcome() for h in handles]
     assert {o.status for o in outcomes} == {ov.Status.CANCELLED}
     assert sorted(cleaned) == ["g0", "g1", "g2"]
-    assert runner.report is not None and len(runner.report.cancelled_goals) == 3
+    assert runner.report is not None
+    assert len(runner.report.cancelled_goals) == 3
     assert runner.in_flight == ()
 
 
@@ -305,8 +306,19 @@ async def test_grace_lets_in_flight_goals_finish(autojump_clock: trio.abc.Clock)
     async with tree.running(grace=10.0) as runner:
         quick = await runner.submit("q", input=5)
         slow = await runner.submit("s", input=50)
-        with pytest.raises(ov.RunnerClosed):
-            runner._accepting = False
-            await runner.submit("late")
     assert (await quick.outcome()).status is ov.Status.SUCCEEDED
     assert (await slow.outcome()).status is ov.Status.CANCELLED
+    assert trio.current_time() == 10.0
+
+
+async def test_submit_after_exit_is_refused() -> None:
+    """Once running() has exited, submit() raises RunnerClosed."""
+
+    @ov.leaf
+    async def noop(task: ov.Task, ctx: ov.Context) -> None:
+        return None
+
+    async with ov.Tree("t", ov.Tactical("team", children=[noop])).running() as runner:
+        pass
+    with pytest.raises(ov.RunnerClosed):
+        await runner.submit("late")
