@@ -41,6 +41,8 @@ class Agent:
     restart: ClassVar[Restart] = Restart.PERMANENT
     #: Bound on one attempt, in seconds (``None``: only enclosing deadlines apply).
     timeout: ClassVar[float | None] = None
+    #: Bound on ``start()``; one that runs longer counts as a failed start.
+    start_timeout: ClassVar[float] = 60.0
     #: Bound on ``stop()``, which runs shielded from cancellation.
     stop_timeout: ClassVar[float] = 5.0
     #: Backoff between restarts of a crashed instance.
@@ -73,6 +75,7 @@ class AgentSpec:
     queue_limit: int = attrs.field(validator=at_least(0))
     restart: Restart = attrs.field(validator=attrs.validators.instance_of(Restart))
     timeout: float | None = attrs.field(validator=optional_positive())
+    start_timeout: float = attrs.field(validator=positive())
     stop_timeout: float = attrs.field(validator=positive())
     backoff: Backoff = attrs.field(validator=attrs.validators.instance_of(Backoff))
 
@@ -90,6 +93,7 @@ class AgentSpec:
             "queue_limit": agent.queue_limit,
             "restart": Restart(restart) if isinstance(restart, str) else restart,
             "timeout": agent.timeout,
+            "start_timeout": agent.start_timeout,
             "stop_timeout": agent.stop_timeout,
             "backoff": agent.backoff,
         }

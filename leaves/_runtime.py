@@ -142,7 +142,8 @@ class AgentPoolNode:
         while not instance.retired:
             agent = self.spec.cls()
             try:
-                await agent.start()
+                with trio.fail_after(self.spec.start_timeout):
+                    await agent.start()
             except Exception as exc:
                 self._on_failure()
                 self._runtime.emit(

@@ -322,3 +322,89 @@ async def test_submit_after_exit_is_refused() -> None:
         pass
     with pytest.raises(ov.RunnerClosed):
         await runner.submit("late")
+
+
+async def test_start_that_hangs_is_a_start_failure(autojump_clock: trio.abc.Clock) -> None:
+    """A start() running past start_timeout fails the tree's start like one that raises."""
+
+    class Hangs(ov.Agent):
+        """Never finishes starting."""
+
+        start_timeout = 3.0
+
+        async def start(self) -> None:
+            await trio.sleep_forever()
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[Hangs]))
+    with pytest.raises(ov.StartError, match=r"t/team/Hangs: TooSlowError"):
+        async with tree.running():
+            pytest.fail("must not start")
+    assert trio.current_time() == 3.0
+
+
+async def test_stop_that_raises_is_reported_and_others_still_stop(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """An agent whose stop() raises is reported; the agents before it still stop."""
+    log: list[str] = []
+
+    class First(ov.Agent):
+        """Stops fine."""
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+        async def stop(self) -> None:
+            log.append("first stopped")
+
+    class Second(ov.Agent):
+        """Fails to stop."""
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+        async def stop(self) -> None:
+            raise OSError("socket already closed")
+
+    async with ov.Tree("t", ov.Tactical("team", children=[First, Second])).running() as runner:
+        pass
+    assert log == ["first stopped"]
+    assert runner.report is not None
+    assert runner.report.failed == ("t/team/Second",)
+    assert runner.report.stopped == ("t/team/Second", "t/team/First")
+
+
+async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.abc.Clock) -> None:
+    """Fault injection: an instance that crashes every other task is restarted in the
+    background while retries land on the healthy instance; every goal succeeds."""
+    handled: list[int] = []
+
+    class Sometimes(ov.Agent):
+        """Crashes on odd tasks."""
+
+        concurrency = 2
+        backoff = ov.Backoff(initial=0.5, cap=0.5, jitter=0.0)
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> int:
+            handled.append(task.input)
+            await trio.sleep(1)
+            if task.input % 2 and ctx.attempt == 1:
+                raise RuntimeError("odd")
+            return int(task.input)
+
+    tree = ov.Tree(
+        "t",
+        ov.Tactical(
+            "team",
+            children=[Sometimes],
+            retry=ov.Retry(attempts=3, backoff=ov.Backoff(initial=0.1, cap=0.1)),
+            breaker=None,
+        ),
+    )
+    async with tree.running() as runner:
+        handles = [await runner.submit("go", input=i) for i in range(6)]
+        outputs = [(await h.outcome()).output for h in handles]
+        (health,) = [h for h in runner.health() if h.path == "t/team/Sometimes"]
+    assert outputs == list(range(6))
+    assert health.restarts == 3
+    assert health.live == 2

@@ -331,3 +331,42 @@ async def test_submit_validates_its_arguments() -> None:
         await runner.submit("go", goal_id="same")
         with pytest.raises(ValueError, match="already in flight"):
             await runner.submit("go", goal_id="same")
+
+
+async def test_failure_cancels_siblings_before_the_outcome(autojump_clock: trio.abc.Clock) -> None:
+    """When a step fails for good, its running siblings are cancelled and have finished
+    (finally blocks run) before the goal's outcome is available: nothing is orphaned."""
+    cleaned: list[float] = []
+
+    @ov.leaf
+    async def mixed(task: ov.Task, ctx: ov.Context) -> None:
+        if task.step == "bad":
+            await trio.sleep(2)
+            raise ov.Fatal("no")
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append(trio.current_time())
+
+    plan = [ov.Step("bad", "x"), ov.Step("long1", "y"), ov.Step("long2", "z")]
+    tree = ov.Tree("t", ov.Tactical("team", children=[mixed], plan=plan))
+    async with tree.running() as runner:
+        handle = await runner.submit("go")
+        outcome = await handle.outcome()
+        assert cleaned == [2.0, 2.0]
+    assert outcome.status is ov.Status.FAILED
+
+
+async def test_function_leaf_concurrency_limit(autojump_clock: trio.abc.Clock) -> None:
+    """A function leaf with concurrency=1 runs one call at a time across goals."""
+
+    @ov.leaf(concurrency=1)
+    async def single(task: ov.Task, ctx: ov.Context) -> float:
+        await trio.sleep(1)
+        return trio.current_time()
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[single]))
+    async with tree.running() as runner:
+        handles = [await runner.submit("go") for _ in range(3)]
+        ends = sorted([(await h.outcome()).output for h in handles])
+    assert ends == [1.0, 2.0, 3.0]
