@@ -82,7 +82,7 @@ class AgentSpec:
         fields: dict[str, Any] = {
             "name": agent.name or agent.__name__,
             "description": (
-                agent.description if agent.description is not None else first_paragraph(agent.__doc__)
+                first_paragraph(agent.__doc__) if agent.description is None else agent.description
             ),
             "skills": agent.skills,
             "concurrency": agent.concurrency,
