@@ -132,7 +132,7 @@ class PlanRun:
                 self._launch(trio.current_time())
                 if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
                     break
-                with trio.move_on_at(self._next_wake()):
+                with trio.move_on_at(self._next_wake(trio.current_time())):
                     self._apply(await self.receive.receive())
                     while True:
                         try:
@@ -147,13 +147,15 @@ class PlanRun:
 
     # -- launching ----------------------------------------------------------------------
 
-    def _next_wake(self) -> float:
+    def _next_wake(self, now: float) -> float:
+        # Only future wake-ups: units eligible now but held back by max_parallel start when
+        # a running unit reports, and waking for them would spin without yielding time.
         pending = [
             unit.eligible_at
             for s in self.steps
             if s.phase is _Phase.RUNNING and s.units is not None
             for unit in s.units
-            if not unit.done and unit.scope is None
+            if not unit.done and unit.scope is None and unit.eligible_at > now
         ]
         return min(pending, default=math.inf)
 
