@@ -249,8 +249,7 @@ def test_a_module_that_fails_to_import_names_its_line(
 def test_a_file_target_imports_its_neighbours_as_a_fresh_module(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """A file is imported under a new name each time (never ``__main__``), with its
-    directory on ``sys.path`` only while it is imported."""
+    """Each load imports the file afresh, never as ``__main__``, its directory on sys.path."""
     (tmp_path / "cli_test_helpers.py").write_text("DESCRIPTION = 'helps'\n")
     names = tmp_path / "names.txt"
     (tmp_path / "uses_helpers.py").write_text(
@@ -665,8 +664,7 @@ def outcome_with_a_reassignment() -> ov.Outcome:
 
 
 def test_render_outcome_draws_steps_by_supervisor_then_failures_then_output() -> None:
-    """The readable outcome, exactly: teams nest under their parent supervisor, reassigned
-    steps name the agents that failed, messages drop the repeated path."""
+    """Teams nest under their supervisor, reassignments name who failed, paths not repeated."""
     assert render_outcome(outcome_with_a_reassignment()) == textwrap.dedent("""\
         t: SUCCEEDED in 750 ms
           goal  Do it
@@ -703,8 +701,7 @@ def test_render_outcome_verbose_adds_tracebacks() -> None:
 
 
 def test_render_outcome_truncates_a_long_output() -> None:
-    """The output shows its first 40 lines of JSON, each cut at 160 characters, and says
-    how many are left."""
+    """The output shows 40 lines of JSON, each cut at 160 characters, and how many are left."""
     outcome = ov.Outcome(
         goal_id="g",
         goal="g",

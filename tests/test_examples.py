@@ -90,8 +90,7 @@ def test_every_example_runs_as_a_script(name: str) -> None:
 def test_agency_done_means_a_reassignment_and_a_review(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The issue's definition of done: from the repository, the agency run shows the
-    primary CRM's failures, the reassignment to the backup, and the review of the email."""
+    """Done: the agency run shows the CRM failures, the reassignment and the email review."""
     monkeypatch.chdir(ROOT)
     answer(monkeypatch, "a")
     status = main(["run", "examples/agency.py:tree", "Qualify lead ACME and book a follow-up call"])
@@ -108,8 +107,7 @@ def test_agency_done_means_a_reassignment_and_a_review(
 
 
 def test_agency_records_the_reassignment_and_the_review(capsys: pytest.CaptureFixture[str]) -> None:
-    """The sales team tried the primary CRM 3 times, then the backup; the director's email
-    step was reviewed; the call is booked in the owner's first free slot."""
+    """Primary CRM tried 3 times, then the backup; email reviewed; call in the first slot."""
     outcome = outcome_of(capsys, "agency", example("agency").GOAL, "--auto-approve")
     assert outcome.ok
     sales = records(outcome, "agency/director/sales")
@@ -264,8 +262,7 @@ async def test_loans_compliance_loads_its_rules_once_in_start(
 
 
 def test_research_fans_out_over_every_competitor(capsys: pytest.CaptureFixture[str]) -> None:
-    """Without a list, research fans out over every competitor on file, one item each, and
-    the report ranks them and plans the response."""
+    """Research fans out over every competitor on file; the report ranks them and plans."""
     outcome = outcome_of(capsys, "research", example("research").GOAL)
     analyst = records(outcome, "research/analyst")
     desk = records(outcome, "research/analyst/desk")
