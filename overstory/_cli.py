@@ -589,9 +589,8 @@ def _run(args: argparse.Namespace) -> int:
         interrupted = True
     except* StartError as group:
         start_error = _first(group)
-    if start_error is not None:
-        cause = f" ({start_error.__cause__!r})" if start_error.__cause__ is not None else ""
-        raise CommandError(f"the tree could not start: {start_error}{cause}", status=EXIT_FAILED)
+    if start_error is not None:  # its message names the agent and what start() raised
+        raise CommandError(f"the tree could not start: {start_error}", status=EXIT_FAILED)
     if interrupted:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -423,7 +423,7 @@ def test_run_reports_a_tree_that_cannot_start(
     assert out == ""
     assert err == (
         "overstory run: error: the tree could not start: unstartable/team/Unstartable: "
-        "ConnectionError('no database') (ConnectionError('no database'))\n"
+        "ConnectionError('no database')\n"
     )
 
 
