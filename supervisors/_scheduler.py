@@ -64,6 +64,8 @@ class _StepRun:
     not_before: float = -math.inf
     review_scope: trio.CancelScope | None = None
     review_label: str | None = None
+    # Records of units whose step waits for review; written once the reviewer answers.
+    unreviewed: list[tuple[_Unit, str | None, float, bool]] = attrs.field(factory=list)
 
 
 @attrs.define(eq=False)
@@ -78,7 +80,7 @@ class _Unit:
     done: bool = False
     stale: bool = False
     output: Any = None
-    started: float = 0.0
+    started: float | None = None  # when the unit's first attempt started
 
 
 @attrs.frozen
@@ -137,7 +139,7 @@ class PlanRun:
                 self._launch(trio.current_time())
                 if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
                     break
-                with trio.move_on_at(self._next_wake()):
+                with trio.move_on_at(self._next_wake(trio.current_time())):
                     self._apply(await self.receive.receive())
                     while True:
                         try:
@@ -152,13 +154,15 @@ class PlanRun:
 
     # -- launching ----------------------------------------------------------------------
 
-    def _next_wake(self) -> float:
+    def _next_wake(self, now: float) -> float:
+        # Only future wake-ups: units eligible now but held back by max_parallel start when
+        # a running unit reports, and waking for them would spin without yielding time.
         pending = [
             unit.eligible_at
             for s in self.steps
             if s.phase is _Phase.RUNNING and s.units is not None
             for unit in s.units
-            if not unit.done and unit.scope is None
+            if not unit.done and unit.scope is None and unit.eligible_at > now
         ]
         return min(pending, default=math.inf)
 
@@ -184,7 +188,10 @@ class PlanRun:
         step_run.phase = _Phase.RUNNING
         source = step.source
         if source is None:
-            items: list[tuple[str, int | None, Any]] = [(step.name, None, self.task.input)]
+            # One unit; when this task is an item of the parent's fan-out, so is the unit.
+            items: list[tuple[str, int | None, Any]] = [
+                (step.name, self.task.item, self.task.input)
+            ]
         else:
             try:
                 values = self._fan_out_values(step, *source)
@@ -229,7 +236,8 @@ class PlanRun:
     def _start(self, unit: _Unit, now: float) -> None:
         assert self.nursery is not None
         unit.scope = trio.CancelScope()
-        unit.started = now
+        if unit.started is None:
+            unit.started = now
         self.running += 1
         unit.run.running += 1
         self.nursery.start_soon(self._unit_task, unit, unit.scope)
@@ -306,7 +314,10 @@ class PlanRun:
                 return
             unit.done = True
             unit.output = decision.output
-            self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+            if unit.run.step.review:
+                unit.run.unreviewed.append((unit, decision.agent, now, decision.resumed))
+            else:
+                self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
             if all(u.done for u in unit.run.units or ()):
                 self._complete(unit.run)
         elif isinstance(decision, Escalate):
@@ -317,9 +328,15 @@ class PlanRun:
             if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
                 self._group_restart(unit.run, now + decision.delay)
 
+    def _record_reviewed(self, step_run: _StepRun) -> None:
+        for unit, agent, ended, resumed in step_run.unreviewed:
+            self._record(unit, Status.SUCCEEDED, agent, ended, resumed=resumed)
+        step_run.unreviewed.clear()
+
     def _record(
         self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
     ) -> None:
+        started = now if unit.started is None else unit.started
         self.run_state.steps.append(
             StepRecord(
                 supervisor=self.sup.path,
@@ -329,8 +346,8 @@ class PlanRun:
                 attempts=unit.track.total,
                 runs=unit.run.runs,
                 item=unit.item,
-                started=unit.started - self.run_state.started,
-                duration=now - unit.started,
+                started=started - self.run_state.started,
+                duration=now - started,
                 review=unit.run.review_label,
                 resumed=resumed,
             )
@@ -394,6 +411,7 @@ class PlanRun:
             return
         step_run.reviews += 1
         step_run.review_label = verdict.label
+        self._record_reviewed(step_run)
         if verdict.accepted:
             step_run.output = verdict.output
             step_run.phase = _Phase.DONE
@@ -449,6 +467,7 @@ class PlanRun:
             step_run.review_scope.cancel()
             step_run.review_scope = None
         step_run.units = None
+        step_run.unreviewed.clear()
         step_run.output = None
         step_run.phase = _Phase.WAITING
         step_run.not_before = not_before
