@@ -50,7 +50,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "overstory.daemon",
+                "overstory",
                 "serve",
                 f"benchmarks/trees.py:{tree}",
                 "--port",

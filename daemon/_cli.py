@@ -1,16 +1,16 @@
-"""The daemon's command-line interface: ``overstory serve`` and the client commands.
+"""The daemon's commands: ``overstory serve`` and the client commands.
 
-:func:`register` adds the subcommands to the ``overstory`` parser; each sets
-``handler`` to a function of the parsed arguments that returns the exit status:
-0 ok, 1 the goal failed (or the tree failed to start), 2 usage error, no daemon, or a
-refused token. Errors are one paragraph on stderr, never a traceback.
+:func:`register` adds them to the ``overstory`` parser (``overstory._cli``); each sets
+``handler`` to a function of the parsed arguments that returns the exit status: 0 ok,
+1 the goal failed (or the tree could not start), 2 a usage error, no daemon, or a
+refused token. Problems are raised as :class:`~overstory._cli.CommandError`, which the
+``overstory`` command prints as one paragraph, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import functools
 import json
 import logging
 import sys
@@ -18,54 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from overstory._errors import ConfigurationError, OverstoryError
+from overstory._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, load_tree
+from overstory._errors import ConfigurationError, StartError
 from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
 from overstory.daemon._view import GoalView, describe_event, render_health
 
-__all__ = ["load_tree", "main", "register"]
-
-OK, FAILED, USAGE = 0, 1, 2
-
-
-class Usage(Exception):
-    """A problem to report in one paragraph, then exit with ``status``."""
-
-    def __init__(self, message: str, status: int = USAGE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def load_tree(target: str) -> Any:
-    """The tree named by ``target``: ``path/to/file.py:name`` or ``package.module:name``
-    (``name`` defaults to ``tree``). Raises :class:`Usage` when there is none."""
-    import overstory as ov
-
-    where, _, name = target.rpartition(":") if ":" in target else (target, "", "tree")
-    name = name or "tree"
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where)
-        if not path.is_file():
-            raise Usage(f"{target}: there is no file {where}")
-        sys.path.insert(0, str(path.resolve().parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        try:
-            spec.loader.exec_module(module)
-        except OverstoryError as exc:
-            raise Usage(f"{target}: the tree is not valid: {exc}") from None
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            raise Usage(f"{target}: cannot import {where}: {exc}") from None
-    tree = getattr(module, name, None)
-    if not isinstance(tree, ov.Tree):
-        found = "nothing" if tree is None else type(tree).__name__
-        raise Usage(f"{target}: {where} has no ov.Tree named {name!r} (found {found})")
-    return tree
+__all__ = ["register"]
 
 
 # -- argument parsing -------------------------------------------------------------------
@@ -145,36 +103,25 @@ def register(subparsers: Any) -> None:
     events.set_defaults(handler=_events)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m overstory.daemon``: the daemon's commands on their own."""
-    parser = argparse.ArgumentParser(prog="overstory")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run(args)
+def _talks_to_daemon(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Report the client's failures (no daemon, refused token, refused request) as
+    :class:`CommandError`, exit status 2."""
 
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except DaemonUnavailable as exc:
+            raise CommandError(
+                f"{exc}. Is the daemon running? Start one with `overstory serve FILE.py:tree`, "
+                "or point --url (or $OVERSTORY_URL) at it."
+            ) from None
+        except ApiError as exc:
+            raise CommandError(_explain(exc)) from None
+        except DaemonError as exc:
+            raise CommandError(str(exc)) from None
 
-def run(args: argparse.Namespace) -> int:
-    """Call the chosen command's handler, turning expected failures into messages."""
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except Usage as exc:
-        _say(str(exc))
-        return exc.status
-    except DaemonUnavailable as exc:
-        _say(
-            f"{exc}. Is the daemon running? Start one with `overstory serve FILE.py:tree`, "
-            "or point --url (or $OVERSTORY_URL) at it."
-        )
-        return USAGE
-    except ApiError as exc:
-        _say(_explain(exc))
-        return USAGE
-    except DaemonError as exc:
-        _say(str(exc))
-        return USAGE
-    except KeyboardInterrupt:
-        return 130
+    return wrapper
 
 
 def _say(message: str, stream: TextIO | None = None) -> None:
@@ -227,24 +174,22 @@ def _serve(args: argparse.Namespace) -> int:
             tokens_file=args.tokens,
         )
     except ValueError as exc:
-        raise Usage(str(exc)) from None
+        raise CommandError(str(exc)) from None
     logging.basicConfig(
         level=logging.INFO, format="overstory: %(message)s", stream=sys.stderr, force=True
     )
     try:
         return trio.run(lambda: serve(tree, config, handle_signals=True))
     except BaseException as exc:
-        problem = _expected(exc, (ConfigurationError, AuthError, SchemaMismatch, OSError))
+        problem = _expected(
+            exc, (ConfigurationError, AuthError, SchemaMismatch, StartError, OSError)
+        )
         if problem is None:
             raise
         if isinstance(problem, OSError):
-            raise Usage(f"cannot serve on {config.host}:{config.port}: {problem}") from None
-        status = (
-            FAILED
-            if isinstance(problem, OverstoryError) and not isinstance(problem, ConfigurationError)
-            else USAGE
-        )
-        raise Usage(str(problem), status) from None
+            raise CommandError(f"cannot serve on {config.host}:{config.port}: {problem}") from None
+        status = EXIT_FAILED if isinstance(problem, StartError) else EXIT_USAGE
+        raise CommandError(str(problem), status=status) from None
 
 
 def _expected(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
@@ -270,13 +215,14 @@ def _input(text: str | None) -> Any:
         try:
             text = Path(text[1:]).read_text()
         except OSError as exc:
-            raise Usage(f"--input {text}: {exc.strerror}") from None
+            raise CommandError(f"--input {text}: {exc.strerror}") from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise Usage(f"--input is not JSON: {exc}") from None
+        raise CommandError(f"--input is not JSON: {exc}") from None
 
 
+@_talks_to_daemon
 def _submit(args: argparse.Namespace) -> int:
     input = _input(args.input)
     with _client(args) as client:
@@ -292,7 +238,7 @@ def _submit(args: argparse.Namespace) -> int:
                 _print_json(goal)
             else:
                 print(goal["id"])
-            return OK
+            return EXIT_OK
         _say(f"goal {goal['id']} accepted; following it (Ctrl-C stops following, not the goal)")
         view = GoalView(goal["id"], goal=goal["goal"])
         _follow(client.events(goal["id"]), view, live=sys.stdout.isatty() and not args.json)
@@ -304,14 +250,14 @@ def _submit(args: argparse.Namespace) -> int:
             "the daemon stopped before the goal ended; it resumes when the daemon restarts. "
             f"Follow it with `overstory events {goal['id']} --follow`."
         )
-        return USAGE
+        return EXIT_USAGE
     else:
         outcome = final.get("outcome") or {}
         if final["status"] == "succeeded":
             _print_json(outcome.get("output"))
         else:
             _say(f"goal {final['id']} {final['status']}: {final.get('error') or 'no detail'}")
-    return OK if final["status"] == "succeeded" else FAILED
+    return EXIT_OK if final["status"] == "succeeded" else EXIT_FAILED
 
 
 def _follow(events: Iterator[dict[str, Any]], view: GoalView, *, live: bool) -> None:
@@ -331,12 +277,13 @@ def _follow(events: Iterator[dict[str, Any]], view: GoalView, *, live: bool) -> 
         print(view.render(), file=sys.stderr)
 
 
+@_talks_to_daemon
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         goal = _known(lambda: client.goal(args.id), f"no goal {args.id}")
     if args.json:
         _print_json(goal)
-        return OK
+        return EXIT_OK
     print(f"goal {goal['id']}: {goal['status']}  (priority {goal['priority']})")
     print(f"  {goal['goal']}")
     for step in goal["steps"]:
@@ -350,7 +297,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  error: {goal['error']}")
     if goal["status"] == "succeeded":
         print(json.dumps((goal.get("outcome") or {}).get("output"), indent=2, ensure_ascii=False))
-    return OK
+    return EXIT_OK
 
 
 def _known(call: Callable[[], dict[str, Any]], missing: str) -> dict[str, Any]:
@@ -358,23 +305,25 @@ def _known(call: Callable[[], dict[str, Any]], missing: str) -> dict[str, Any]:
         return call()
     except ApiError as exc:
         if exc.status == 404:
-            raise Usage(missing) from None
+            raise CommandError(missing) from None
         raise
 
 
+@_talks_to_daemon
 def _list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         page = client.goals(status=args.status, limit=args.limit)
     if args.json:
         _print_json(page)
-        return OK
+        return EXIT_OK
     for goal in page["goals"]:
         print(f"{goal['id']}  {goal['status']:<10} {goal['priority']:>4}  {goal['goal'][:60]}")
     if not page["goals"]:
         _say("no goals")
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         goal = _known(lambda: client.cancel(args.id), f"no goal {args.id}")
@@ -384,15 +333,16 @@ def _cancel(args: argparse.Namespace) -> int:
         print(
             f"goal {goal['id']}: {'cancelled' if goal['status'] == 'cancelled' else 'cancelling'}"
         )
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _reviews(args: argparse.Namespace) -> int:
     with _client(args) as client:
         reviews = client.reviews(status="all" if args.all else "pending")
     if args.json:
         _print_json(reviews)
-        return OK
+        return EXIT_OK
     for review in reviews["reviews"]:
         output = json.dumps(review["output"], ensure_ascii=False)
         print(
@@ -402,30 +352,34 @@ def _reviews(args: argparse.Namespace) -> int:
         )
     if not reviews["reviews"]:
         _say("no reviews pending" if not args.all else "no reviews")
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _approve(args: argparse.Namespace) -> int:
     with _client(args) as client:
         review = _known(lambda: client.approve(args.id), f"no review {args.id}")
     _print_json(review) if args.json else print(f"review {review['id']}: approved")
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _reject(args: argparse.Namespace) -> int:
     with _client(args) as client:
         review = _known(lambda: client.reject(args.id, args.reason), f"no review {args.id}")
     _print_json(review) if args.json else print(f"review {review['id']}: rejected")
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _tree(args: argparse.Namespace) -> int:
     with _client(args) as client:
         tree = client.tree()
     _print_json(tree) if args.json else print(render_health(tree))
-    return OK
+    return EXIT_OK
 
 
+@_talks_to_daemon
 def _events(args: argparse.Namespace) -> int:
     with _client(args) as client:
         try:
@@ -436,6 +390,6 @@ def _events(args: argparse.Namespace) -> int:
                     print(describe_event(event), flush=True)
         except ApiError as exc:
             if exc.status == 404:
-                raise Usage(f"no goal {args.id}") from None
+                raise CommandError(f"no goal {args.id}") from None
             raise
-    return OK
+    return EXIT_OK

@@ -85,7 +85,7 @@ def render(
             f'overstory_submits_refused_total{{reason="{reason}"}} {metrics.refused[reason]}'
         )
     family("overstory_goals_finished_total", "counter", "Goals that ended, by final status.")
-    for status in ("succeeded", "failed", "cancelled", "timed_out"):
+    for status in ("succeeded", "failed", "cancelled", "timed_out", "budget_exhausted"):
         lines.append(
             f'overstory_goals_finished_total{{status="{status}"}} {metrics.finished[status]}'
         )

@@ -56,7 +56,7 @@ MAX_REASON_LENGTH = 65_536
 
 
 class GoalStatus(enum.Enum):
-    """Where a goal is. The last four are final."""
+    """Where a goal is. All but queued and running are final."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -64,6 +64,7 @@ class GoalStatus(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
     @property
     def final(self) -> bool:

@@ -3,6 +3,7 @@
 Life of a goal::
 
     submit ──commit──▶ queued ──slot──▶ running ──▶ succeeded | failed | cancelled | timed_out
+                                                    | budget_exhausted
                           ▲                │
                           └── restart ─────┘  (checkpointed steps are not run again)
 
@@ -69,6 +70,7 @@ _STATUS = {
     Status.FAILED: GoalStatus.FAILED,
     Status.CANCELLED: GoalStatus.CANCELLED,
     Status.TIMED_OUT: GoalStatus.TIMED_OUT,
+    Status.BUDGET_EXHAUSTED: GoalStatus.BUDGET_EXHAUSTED,
 }
 
 

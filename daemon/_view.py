@@ -104,7 +104,7 @@ class GoalView:
 
     @property
     def ended(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled", "timed_out")
+        return self.status not in ("queued", "running")
 
     def render(self, now: float | None = None) -> str:
         """The goal's header line, then one line per step, grouped by supervisor."""

@@ -5,8 +5,11 @@
     overstory run TARGET GOAL [--input JSON|@FILE] [--timeout S] [--seed N]
                               [--auto-approve] [--json] [--verbose]
     overstory check TARGET
+    overstory serve TARGET [--host H] [--port P] [--state-dir DIR] [--max-concurrent N] ...
+    overstory submit|status|list|cancel|reviews|approve|reject|tree|events ...
 
-TARGET is ``path/to/file.py:NAME`` or ``package.module:NAME`` naming an ``ov.Tree``.
+TARGET is ``path/to/file.py:NAME`` or ``package.module:NAME`` naming an ``ov.Tree``. The
+daemon's commands are documented in ``overstory.daemon._cli`` and ``docs/daemon.md``.
 
 Exit status: 0 the goal succeeded (``check``: the tree is valid); 1 the goal failed, was
 cancelled, timed out or ran out of budget, or the tree could not start; 2 a usage error
@@ -652,8 +655,15 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_daemon(subparsers: Any) -> None:
+    # The daemon's commands (serve, submit, status, ...) live with the daemon.
+    from overstory.daemon._cli import register
+
+    register(subparsers)
+
+
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_check]
+COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_check, _add_daemon]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ START_TIMEOUT = 20.0
 
 def overstory(*args: str) -> list[str]:
     """The command line of ``overstory ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "overstory.daemon", *args]
+    return [sys.executable, "-m", "overstory", *args]
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:

@@ -108,7 +108,7 @@ def test_cancel_list_tree_and_events(reviewed: Daemon) -> None:
     assert "goal.accepted" in lines[0]
     assert "goal.finished" in lines[-1]
     assert "status=cancelled" in lines[-1]
-    assert reviewed.cli("status", "nope").err.strip() == "overstory: no goal nope"
+    assert reviewed.cli("status", "nope").err.strip() == "overstory status: error: no goal nope"
 
 
 def test_submit_wait_prints_the_output_and_exits_0(tmp_path: Path) -> None:
@@ -138,4 +138,4 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert "--input is not JSON" in bad_input.err
     no_tree = run_cli("serve", "tests/daemon_trees.py:nothing", "--state-dir", str(tmp_path))
     assert no_tree.code == 2
-    assert "has no ov.Tree named 'nothing'" in no_tree.err
+    assert "has no attribute 'nothing'" in no_tree.err

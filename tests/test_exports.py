@@ -12,6 +12,7 @@ PACKAGES = [
     "overstory.supervisors",
     "overstory.leaves",
     "overstory.telemetry",
+    "overstory.daemon",
 ]
 
 
@@ -47,6 +48,6 @@ def test_all_lists_every_public_name(name: str) -> None:
 
 def test_no_generic_top_level_packages() -> None:
     """The repository's folders import only as overstory subpackages."""
-    for generic in ("hierarchy", "supervisors", "leaves", "telemetry"):
+    for generic in ("hierarchy", "supervisors", "leaves", "telemetry", "daemon"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(generic)
