@@ -114,15 +114,23 @@ class GoalView:
         else:
             elapsed = ""
         lines = [f"goal {self.goal_id} · {self.status}{elapsed} · {self.goal}"]
-        previous = None
+        groups: dict[str, list[tuple[str, _Step]]] = {}
         for (supervisor, name), step in self.steps.items():
-            depth = supervisor.count("/")
-            if supervisor != previous:
-                lines.append(f"{'  ' * depth}{supervisor}")
-                previous = supervisor
-            mark = _MARKS.get(step.state, "?")
-            detail = f"  {step.detail}" if step.detail else ""
-            lines.append(f"{'  ' * depth}  {mark} {name:<16} {step.state}{detail}")
+            groups.setdefault(supervisor, []).append((name, step))
+
+        def draw(supervisor: str, depth: int) -> None:
+            lines.append(f"{'  ' * depth}{supervisor}")
+            for name, step in groups[supervisor]:
+                mark = _MARKS.get(step.state, "?")
+                detail = f"  {step.detail}" if step.detail else ""
+                lines.append(f"{'  ' * depth}  {mark} {name:<16} {step.state}{detail}")
+            for inner in groups:
+                if inner.rpartition("/")[0] == supervisor:
+                    draw(inner, depth + 1)
+
+        for supervisor in groups:
+            if supervisor.rpartition("/")[0] not in groups:
+                draw(supervisor, 1)
         if self.error:
             lines.append(f"error: {self.error}")
         return "\n".join(lines)
