@@ -9,6 +9,7 @@ kind gets a 4xx naming the field; an unexpected exception is logged and answered
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -490,36 +491,44 @@ class EventStream:
         self.after = after
         self.follow = follow
         self.streams = streams
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with trio.CancelScope() as cancel_scope:
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+            ],
+        }
+        started = gone = False
+        with trio.CancelScope() as cancel_scope:  # shutdown cancels it: see ``streams``
             self.streams.add(cancel_scope)
             try:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-type", b"text/event-stream; charset=utf-8"),
-                            (b"cache-control", b"no-cache"),
-                            (b"x-accel-buffering", b"no"),
-                        ],
-                    }
-                )
+                await send(start)
+                started = True
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_disconnect, receive, nursery.cancel_scope)
                     await self._produce(send)
                     nursery.cancel_scope.cancel()
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass  # the client left
+                gone = True  # the client left
             finally:
                 self.streams.discard(cancel_scope)
+        if gone or self._disconnected:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            if not started:
+                await send(start)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _watch_disconnect(self, receive: Receive, scope: trio.CancelScope) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                self._disconnected = True
                 scope.cancel()
                 return
 

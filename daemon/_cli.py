@@ -242,21 +242,18 @@ def _submit(args: argparse.Namespace) -> int:
         _say(f"goal {goal['id']} accepted; following it (Ctrl-C stops following, not the goal)")
         view = GoalView(goal["id"], goal=goal["goal"])
         _follow(client.events(goal["id"]), view, live=sys.stdout.isatty() and not args.json)
+        if not view.ended:
+            raise CommandError(
+                f"the daemon stopped before goal {goal['id']} ended; the goal resumes when the "
+                f"daemon starts again. Follow it with `overstory events {goal['id']} --follow`."
+            )
         final = client.goal(goal["id"])
     if args.json:
         _print_json(final)
-    elif not view.ended:
-        _say(
-            "the daemon stopped before the goal ended; it resumes when the daemon restarts. "
-            f"Follow it with `overstory events {goal['id']} --follow`."
-        )
-        return EXIT_USAGE
+    elif final["status"] == "succeeded":
+        _print_json((final.get("outcome") or {}).get("output"))
     else:
-        outcome = final.get("outcome") or {}
-        if final["status"] == "succeeded":
-            _print_json(outcome.get("output"))
-        else:
-            _say(f"goal {final['id']} {final['status']}: {final.get('error') or 'no detail'}")
+        _say(f"goal {final['id']} {final['status']}: {final.get('error') or 'no detail'}")
     return EXIT_OK if final["status"] == "succeeded" else EXIT_FAILED
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
-from daemon_harness import Daemon, wait_for, wait_status
+from daemon_harness import ROOT, Daemon, overstory, wait_for, wait_status
 
 
 def _starts(runs: Path) -> collections.Counter[tuple[str, str]]:
@@ -53,6 +54,35 @@ def test_sigterm_drains_running_goals_then_exits_0(tmp_path: Path) -> None:
             wait_status(http, queued, {"succeeded"}, timeout=10)
             assert http.get("/v1/goals").json()["goals"][0]["id"] == queued
     assert _starts(runs) == dict.fromkeys([(g, s) for g in (running, queued) for s in "abc"], 1)
+
+
+def test_a_follower_is_told_when_the_daemon_stops_first(tmp_path: Path) -> None:
+    """submit --wait on a goal the shutdown interrupts ends its stream cleanly, says the goal
+    resumes on the next start, and exits 2."""
+    env = {"OVERSTORY_TEST_SLEEP": "1"}
+    daemon = Daemon(tmp_path / "state", "slow", args=["--grace", "0.1"], env=env)
+    with daemon:
+        follower = subprocess.Popen(
+            [*overstory("submit", "g", "--wait"), "--state-dir", str(daemon.state_dir)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            with daemon.client() as http:
+                wait_for(
+                    lambda: http.get("/v1/goals", params={"status": "running"}).json()["goals"],
+                    timeout=10,
+                    what="the goal to start",
+                )
+            assert daemon.stop() == 0
+            _, err = follower.communicate(timeout=10)
+        finally:
+            follower.kill()
+    assert follower.returncode == 2
+    assert "the daemon stopped before goal" in err
+    assert "resumes when the daemon starts again" in err
 
 
 def test_goals_still_running_after_the_grace_period_resume_after_restart(tmp_path: Path) -> None:
