@@ -28,7 +28,7 @@ from overstory._errors import (
     SupervisorTripped,
 )
 from overstory.hierarchy._blueprint import NodeDef
-from overstory.hierarchy._context import Context
+from overstory.hierarchy._context import Context, using_context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
@@ -211,7 +211,7 @@ class SupervisorNode:
         with self.runtime.instrumentation.plan(
             name=self.definition.name, path=self.path, goal_id=run.goal_id
         ) as plan_span:
-            steps = await plan(task, ctx)
+            steps = await plan(task, attrs.evolve(ctx, children=tuple(self._candidates.values())))
             try:
                 return validate_plan(steps, self.children)
             except ValueError as exc:
@@ -304,17 +304,20 @@ class SupervisorNode:
         stats[0] += 1
         settled = False
         try:
-            with self.runtime.instrumentation.invoke(
-                layer=definition.layer,
-                name=definition.name,
-                path=definition.path,
-                description=definition.description,
-                goal_id=run.goal_id,
-                step=task.step,
-                attempt=attempt,
-                previous=previous,
-                attributes={},
-            ) as child_span:
+            with (
+                using_context(ctx),
+                self.runtime.instrumentation.invoke(
+                    layer=definition.layer,
+                    name=definition.name,
+                    path=definition.path,
+                    description=definition.description,
+                    goal_id=run.goal_id,
+                    step=task.step,
+                    attempt=attempt,
+                    previous=previous,
+                    attributes={},
+                ) as child_span,
+            ):
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
                 except Exception as exc:
