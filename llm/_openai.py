@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -338,44 +338,34 @@ class OpenAIModel:
             raise _Retryable(f"malformed answer ({type(exc).__name__}: {exc})", 200) from None
 
     async def _read_stream(self, response: httpx.Response, request: ChatRequest) -> ChatResponse:
+        # httpx streams through a chain of async generators. Leaving the loop early (break,
+        # or an exception in its body) would abandon them half-way, which trio reports as
+        # a ResourceWarning. So the body never raises: a problem cancels ``stop``, and the
+        # cancellation then ends every generator of the chain from the inside.
         assert request.on_text is not None
-        text: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        usage: Any = None
-        model = self.name
-        finish: str | None = None
-        try:
+        state = _StreamState(model=self.name)
+        problem: BaseException | None = None
+        with trio.CancelScope() as stop:
             async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+                if problem is not None or state.done:
                     continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    break
-                chunk = json.loads(payload)
-                if "error" in chunk:
-                    raise _Retryable(f"error in stream: {_error_text(chunk['error'])}", 200)
-                model = str(chunk.get("model") or model)
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    piece = delta.get("content")
-                    if isinstance(piece, str) and piece:
-                        text.append(piece)
-                        request.on_text(piece)
-                    for call in delta.get("tool_calls") or ():
-                        slot = calls.setdefault(
-                            int(call.get("index", len(calls))), {"id": "", "name": "", "args": ""}
-                        )
-                        function = call.get("function") or {}
-                        slot["id"] = call.get("id") or slot["id"]
-                        slot["name"] += function.get("name") or ""
-                        slot["args"] += function.get("arguments") or ""
-                    finish = choice.get("finish_reason") or finish
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise _Retryable(f"malformed stream ({type(exc).__name__}: {exc})", 200) from None
+                try:
+                    state.feed(line, request.on_text)
+                except Exception as exc:
+                    problem = exc
+                    stop.cancel()
+        if isinstance(problem, _Retryable):
+            raise problem
+        if isinstance(problem, (ValueError, KeyError, TypeError, AttributeError)):
+            raise _Retryable(
+                f"malformed stream ({type(problem).__name__}: {problem})", 200
+            ) from None
+        if problem is not None:
+            raise problem
+        calls = state.calls
         message = Message(
             role="assistant",
-            content="".join(text) if text or not calls else None,
+            content="".join(state.text) if state.text or not calls else None,
             tool_calls=tuple(
                 ToolCall(
                     id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["args"]
@@ -383,7 +373,47 @@ class OpenAIModel:
                 for index, slot in sorted(calls.items())
             ),
         )
-        return _response(request, message, usage, model, finish)
+        return _response(request, message, state.usage, state.model, state.finish)
+
+
+@attrs.define
+class _StreamState:
+    """What the server-sent events of one streamed answer said so far."""
+
+    model: str
+    text: list[str] = attrs.Factory(list)
+    calls: dict[int, dict[str, str]] = attrs.Factory(dict)
+    usage: Any = None
+    finish: str | None = None
+    done: bool = False
+
+    def feed(self, line: str, on_text: Callable[[str], None]) -> None:
+        if not line.startswith("data:"):
+            return
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return
+        chunk = json.loads(payload)
+        if "error" in chunk:
+            raise _Retryable(f"error in stream: {_error_text(chunk['error'])}", 200)
+        self.model = str(chunk.get("model") or self.model)
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            piece = delta.get("content")
+            if isinstance(piece, str) and piece:
+                self.text.append(piece)
+                on_text(piece)
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(
+                    int(call.get("index", len(self.calls))), {"id": "", "name": "", "args": ""}
+                )
+                function = call.get("function") or {}
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] += function.get("name") or ""
+                slot["args"] += function.get("arguments") or ""
+            self.finish = choice.get("finish_reason") or self.finish
 
 
 def _response(

@@ -32,7 +32,7 @@ from overstory.hierarchy._context import Context, using_context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
-from overstory.hierarchy._spec import SupervisorSpec
+from overstory.hierarchy._spec import Strategic, SupervisorSpec
 from overstory.hierarchy._task import Handoff, Task
 from overstory.supervisors._decisions import (
     Decision,
@@ -171,8 +171,7 @@ class SupervisorNode:
         feedback: list[str] = []
         step = task.step or self.definition.name
         while True:
-            steps = await self._plan_for(task, ctx, run)
-            outputs = await PlanRun(self, steps, task, ctx, run, span, tuple(feedback)).run()
+            steps, outputs = await self._plan_and_run(task, ctx, run, span, tuple(feedback))
             output = await self._aggregate(steps, outputs, task, ctx)
             if not self.spec.review or isinstance(output, UpwardHandoff):
                 return output
@@ -194,7 +193,39 @@ class SupervisorNode:
                     f"output rejected {len(feedback)} times; last feedback: {verdict.feedback}",
                 )
 
-    async def _plan_for(self, task: Task, ctx: Context, run: GoalRun) -> tuple[Step, ...]:
+    async def _plan_and_run(
+        self, task: Task, ctx: Context, run: GoalRun, span: SpanHook, feedback: tuple[str, ...]
+    ) -> tuple[tuple[Step, ...], dict[str, Any]]:
+        """Plan, run the plan, and re-plan after an escalation as ``replans`` allows."""
+        replans = self.spec.replans if isinstance(self.spec, Strategic) else 0
+        notes: tuple[str, ...] = ()
+        while True:
+            steps = await self._plan_for(task, ctx, run, notes)
+            try:
+                return steps, await PlanRun(self, steps, task, ctx, run, span, feedback).run()
+            except Escalation as exc:
+                if len(notes) >= replans or exc.fatal or isinstance(exc, SupervisorTripped):
+                    raise
+                notes = (
+                    *notes,
+                    f"step {exc.step!r} failed: {type(exc).__name__}: {exc.message}",
+                )
+                self.runtime.emit(
+                    span,
+                    self.runtime.event(
+                        EventKind.REPLAN,
+                        self.path,
+                        goal_id=run.goal_id,
+                        step=exc.step,
+                        attempt=len(notes),
+                        error_type=type(exc).__name__,
+                        message=exc.message,
+                    ),
+                )
+
+    async def _plan_for(
+        self, task: Task, ctx: Context, run: GoalRun, notes: tuple[str, ...] = ()
+    ) -> tuple[Step, ...]:
         if self._static_plan is not None:
             return self._static_plan
         plan = self.spec.plan
@@ -211,7 +242,14 @@ class SupervisorNode:
         with self.runtime.instrumentation.plan(
             name=self.definition.name, path=self.path, goal_id=run.goal_id
         ) as plan_span:
-            steps = await plan(task, attrs.evolve(ctx, children=tuple(self._candidates.values())))
+            steps = await plan(
+                task,
+                attrs.evolve(
+                    ctx,
+                    children=tuple(self._candidates.values()),
+                    feedback=(*ctx.feedback, *notes),
+                ),
+            )
             try:
                 return validate_plan(steps, self.children)
             except ValueError as exc:
