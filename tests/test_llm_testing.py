@@ -77,7 +77,7 @@ async def test_scripted_failures_raise_what_the_client_would(script: ScriptedMod
 
 
 async def test_delay_and_hang_follow_trio_time(
-    script: ScriptedModel, mock_clock: trio.testing.MockClock
+    script: ScriptedModel, autojump_clock: trio.testing.MockClock
 ) -> None:
     """delay= waits before answering and Hang never answers, both on trio's clock."""
     script.on(prompt="slow", reply="done", delay=30.0)

@@ -296,7 +296,7 @@ async def test_a_plan_that_stays_invalid_fails_the_goal(
 
 
 async def test_replanning_after_an_escalation(
-    script: ScriptedModel, mock_clock: trio.testing.MockClock
+    script: ScriptedModel, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A step that escalates (every team failed it) makes the strategic supervisor plan
     again (replans=1), telling the planner what failed; the new plan succeeds."""
@@ -318,7 +318,7 @@ async def test_replanning_after_an_escalation(
 
 
 async def test_replanning_is_bounded(
-    script: ScriptedModel, mock_clock: trio.testing.MockClock
+    script: ScriptedModel, autojump_clock: trio.testing.MockClock
 ) -> None:
     """With replans=2 and a step that always fails, the goal is planned exactly 3 times,
     then the escalation ends it."""
