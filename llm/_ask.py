@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import cattrs
+import trio
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -72,6 +73,9 @@ async def call_model(model: Model, request: ChatRequest, ctx: Context | None) ->
     ) as span:
         try:
             response = await model.complete(request)
+        except trio.Cancelled:
+            span.set_attribute("overstory.cancelled", True)
+            raise
         except Exception as exc:
             _record_failure(span, exc)
             raise

@@ -293,7 +293,11 @@ class OpenAIModel:
                 ).startswith("text/event-stream"):
                     return await self._read_stream(response, request)
                 await response.aread()
-                return self._read(response.content, request)
+                answer = self._read(response.content, request)
+                if request.on_text is not None and answer.message.content:
+                    # The server did not stream: hand over the whole text at once.
+                    request.on_text(answer.message.content)
+                return answer
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -6,32 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 import trio
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import overstory as ov
+from overstory.llm import _ask
 from overstory.testing import ScriptedModel, serve_openai
 
 _exporter = InMemorySpanExporter()
-_installed = False
-
-
-def _install() -> None:
-    global _installed
-    if _installed:
-        return
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_exporter))
-    _installed = True
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(_exporter))
 
 
 class Spans:
-    """The spans finished while a test ran."""
+    """The spans overstory's model calls finished while a test ran."""
+
+    tracer = _provider.get_tracer("test")
 
     def all(self) -> list[ReadableSpan]:
         return list(_exporter.get_finished_spans())
@@ -41,9 +32,10 @@ class Spans:
 
 
 @pytest.fixture
-def spans() -> Iterator[Spans]:
-    """Record the spans finished during the test."""
-    _install()
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spans]:
+    """Record the chat and execute_tool spans finished during the test, through a tracer
+    provider of the test's own (whatever the process-wide provider is)."""
+    monkeypatch.setattr(_ask, "_tracer", _provider.get_tracer("overstory"))
     _exporter.clear()
     yield Spans()
     _exporter.clear()

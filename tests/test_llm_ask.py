@@ -189,8 +189,7 @@ async def test_chat_span_nests_under_the_current_span(script: ScriptedModel, spa
     """Each call is a `chat {model}` span, child of the span current at the call, with the
     GenAI operation, model and token usage."""
     script.on(reply="ok", usage=(11, 3))
-    tracer = trace.get_tracer("test")
-    with tracer.start_as_current_span("invoke_agent billing") as parent:
+    with spans.tracer.start_as_current_span("invoke_agent billing") as parent:
         await ov.ask(script, "hi")
     (chat,) = spans.named("chat scripted-1")
     assert chat.parent is not None
