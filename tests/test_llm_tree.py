@@ -502,3 +502,17 @@ async def test_exhausted_budget_refuses_further_calls(script: ScriptedModel) -> 
     assert outcome.status is ov.Status.BUDGET_EXHAUSTED
     assert len(script.calls) == 1
     assert refused == ["t/team/greedy: token budget exhausted: 20 > 15"] * 2
+
+
+async def test_budget_spent_by_the_router_stops_the_goal_before_any_leaf(
+    script: ScriptedModel,
+) -> None:
+    """Routing calls count too: a router call that spends the budget ends the goal
+    BUDGET_EXHAUSTED before any specialist is asked."""
+    script.on(purpose="route", reply={"ranking": ["billing"]}, usage=(100, 10))
+    outcome = await desk(script).run("refund", budget=ov.Budget(tokens=50))
+    assert outcome.status is ov.Status.BUDGET_EXHAUSTED
+    assert agents(script) == []
+    assert outcome.usage.by_agent["support/desk"].tokens == 110
+    # The supervisor reports a failing router as NoCandidate, naming the cause.
+    assert "BudgetExhausted" in outcome.failures[0].message
