@@ -130,7 +130,7 @@ def _structured(value: str) -> str:
     return value
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class OpenAIModel:
     """A model behind an OpenAI-compatible chat-completions endpoint.
 
