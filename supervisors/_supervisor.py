@@ -282,6 +282,8 @@ class SupervisorNode:
         )
         try:
             ranked = await self.router(request, [self._candidates[n] for n in names])
+        except BudgetExhausted:
+            raise  # the goal ran out of budget (a model router spent it), not a routing fault
         except Exception as exc:
             raise NoCandidate(self.path, step.name, f"the router failed: {exc!r}") from exc
         allowed = set(names)
@@ -416,6 +418,16 @@ class SupervisorNode:
                 track.ranked = await self.rank(step)
             except NoCandidate as exc:
                 return self._escalate(exc, exc.__cause__, track, run, span)
+            except BudgetExhausted as exc:
+                if not run.recorded(exc):
+                    run.fail(
+                        path=self.path,
+                        layer=self.definition.layer.value,
+                        step=step.name,
+                        attempt=track.total,
+                        error=exc,
+                    )
+                return Escalate(exc)
         child = self.candidate(track, span)
         if child is None:
             if track.total == 0:

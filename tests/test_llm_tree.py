@@ -514,5 +514,6 @@ async def test_budget_spent_by_the_router_stops_the_goal_before_any_leaf(
     assert outcome.status is ov.Status.BUDGET_EXHAUSTED
     assert agents(script) == []
     assert outcome.usage.by_agent["support/desk"].tokens == 110
-    # The supervisor reports a failing router as NoCandidate, naming the cause.
-    assert "BudgetExhausted" in outcome.failures[0].message
+    # Running out of budget while routing is not a routing fault: it is passed up as is.
+    assert [f.error_type for f in outcome.failures] == ["BudgetExhausted"]
+    assert outcome.failures[0].message.startswith("support/desk: token budget exhausted")
