@@ -12,7 +12,8 @@ Checkpoint keys name a unit of work within its goal: ``"{supervisor path}#{step}
 the n-th run of a step (n > 1: after a review rejection or a group restart). A plan
 nested below a step prefixes its keys with that step's key and ``">"``
 (``"t/boss#each[1]>t/boss/team#draft"``), so a team that works on several steps or items
-of one goal writes one key for each.
+of one goal writes one key for each. A supervisor's plan re-run after its own review was
+rejected is scoped ``"{path}~{round}>"``, a re-plan after an escalation ``"{path}^{n}>"``.
 """
 
 from __future__ import annotations

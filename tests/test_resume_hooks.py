@@ -208,3 +208,28 @@ async def test_a_handle_shows_the_goals_memory_while_it_runs() -> None:
     assert handle.memory() == outcome.memory
     seen[0]["a"] = 99
     assert handle.memory()["a"] == 1
+
+
+async def test_a_replan_checkpoints_its_steps_under_its_own_scope() -> None:
+    """After a step escalates, the re-planned steps checkpoint under ``{path}^1>``."""
+
+    @ov.leaf
+    async def worker(task: ov.Task, ctx: ov.Context) -> str:
+        if task.step == "risky":
+            raise RuntimeError("no")
+        return task.step or "?"
+
+    async def plan(task: ov.Task, ctx: ov.Context) -> list[ov.Step]:
+        if ctx.feedback:
+            return [ov.Step("safe", "the safe way")]
+        return [ov.Step("first", "first"), ov.Step("risky", "risky", after="first")]
+
+    tree = ov.Tree(
+        "t",
+        ov.Strategic("boss", children=[worker], plan=plan, replans=1, retry=ov.Retry(attempts=1)),
+    )
+    saved, on_checkpoint = _recorder()
+    async with tree.running() as runner:
+        handle = await runner.submit("g", on_checkpoint=on_checkpoint)
+        assert (await handle.outcome()).output == "safe"
+    assert saved == {"t/boss#first": "first", "t/boss^1>t/boss#safe": "safe"}
