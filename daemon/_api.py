@@ -82,9 +82,12 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(unstructure(value), ensure_ascii=False, allow_nan=False),
+        _ENCODER.encode(unstructure(value)),
         status_code=status,
         headers=headers,
         media_type="application/json",
