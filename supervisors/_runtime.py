@@ -38,6 +38,8 @@ class Runtime:
         """Record a supervision decision on ``span`` and pass it to ``on_event``."""
         if span is not None:
             span.add_event(event.kind.value, event.attributes())
+        else:
+            self.instrumentation.event(event.kind.value, event.attributes())
         if self.on_event is not None:
             self.on_event(event)
 

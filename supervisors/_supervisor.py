@@ -46,7 +46,7 @@ from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker
 from overstory.supervisors._review import review
 from overstory.supervisors._runtime import GoalRun, Node, Runtime
 from overstory.supervisors._scheduler import PlanRun
-from overstory.telemetry._hooks import SpanHook
+from overstory.telemetry._hooks import AttributeValue, SpanHook
 
 __all__ = ["SupervisorNode"]
 
@@ -82,6 +82,15 @@ class SupervisorNode:
                 description=child.definition.description,
                 skills=child.definition.skills,
                 layer=child.definition.layer,
+            )
+            for name, child in self.children.items()
+        }
+        # Span attributes per child beyond what every invocation carries (telemetry).
+        self._span_attributes: dict[str, dict[str, AttributeValue]] = {
+            name: (
+                {"overstory.strategy": child.definition.spec.strategy.value}
+                if isinstance(child.definition.spec, SupervisorSpec)
+                else {}
             )
             for name, child in self.children.items()
         }
@@ -298,6 +307,13 @@ class SupervisorNode:
         stats = self.stats[definition.name]
         stats[0] += 1
         settled = False
+        attributes = self._span_attributes[definition.name]
+        if task.item is not None or task.handoffs:
+            attributes = dict(attributes)
+            if task.item is not None:
+                attributes["overstory.item"] = task.item
+            if task.handoffs:
+                attributes["overstory.handoffs"] = task.handoffs
         try:
             with self.runtime.instrumentation.invoke(
                 layer=definition.layer,
@@ -308,7 +324,7 @@ class SupervisorNode:
                 step=task.step,
                 attempt=attempt,
                 previous=previous,
-                attributes={},
+                attributes=attributes,
             ) as child_span:
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
