@@ -282,13 +282,15 @@ class SupervisorNode:
         attempt: int,
         outputs: Mapping[str, Any],
         feedback: tuple[str, ...],
-        previous: SpanHook | None,
+        track: Track,
         span: SpanHook,
-    ) -> tuple[Any, SpanHook]:
+    ) -> Any:
         """Run one attempt of ``child`` under its timeout and its own span.
 
-        Updates the child's breaker. Raises the child's failure, or
-        :class:`AttemptTimeout`; cancellation from outside passes through untouched.
+        The span is linked to the unit's previous attempt and becomes ``track.previous``
+        (whether the attempt succeeds or not). Updates the child's breaker. Raises the
+        child's failure, or :class:`AttemptTimeout`; cancellation from outside passes
+        through untouched.
         """
         definition = child.definition
         ctx = Context(
@@ -323,9 +325,10 @@ class SupervisorNode:
                 goal_id=run.goal_id,
                 step=task.step,
                 attempt=attempt,
-                previous=previous,
+                previous=track.previous,
                 attributes=attributes,
             ) as child_span:
+                track.previous = child_span
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
                 except Exception as exc:
@@ -343,7 +346,7 @@ class SupervisorNode:
                 moved = breaker.success()
                 if moved is not None:
                     self._breaker_event(definition.name, moved, span)
-            return result, child_span
+            return result
         finally:
             stats[0] -= 1
             if breaker is not None and not settled:
@@ -395,14 +398,14 @@ class SupervisorNode:
         track.attempt += 1
         track.total += 1
         try:
-            output, track.previous = await self.attempt(
+            output = await self.attempt(
                 child,
                 task,
                 run,
                 attempt=track.attempt,
                 outputs=outputs,
                 feedback=feedback,
-                previous=track.previous,
+                track=track,
                 span=span,
             )
         except Exception as exc:
