@@ -343,6 +343,7 @@ async def test_agent_restart_is_an_event_on_the_crashed_attempt(
     telemetry, _ = memory_telemetry()
 
     class Crm(ov.Agent):
+        concurrency = 2  # the other instance serves the retry while this one restarts
         backoff = ov.Backoff(initial=0.5, cap=0.5, jitter=0.0)
 
         async def handle(self, task: ov.Task, ctx: ov.Context) -> str:
@@ -350,13 +351,12 @@ async def test_agent_restart_is_an_event_on_the_crashed_attempt(
                 raise ConnectionError("socket closed")
             return "ok"
 
-    after_restart = ov.Retry(backoff=ov.Backoff(initial=1.0, cap=1.0, jitter=0.0))
-    tree = ov.Tree("agency", ov.Tactical("sales", children=[Crm], retry=after_restart))
+    tree = ov.Tree("agency", ov.Tactical("sales", children=[Crm], retry=ov.Retry(backoff=NO_WAIT)))
     outcome, spans = await run(tree, telemetry)
     assert outcome.ok
     crashed, _ = named(spans, "invoke_agent Crm")
     (restart,) = events(crashed, "restart")
-    assert restart["overstory.agent"] == "agency/sales/Crm"
+    assert restart["overstory.agent"] == "agency/sales/Crm#0"
     assert restart["overstory.backoff"] == 0.5
     assert restart["overstory.attempt"] == 1
     assert restart["error.type"] == "ConnectionError"
