@@ -86,7 +86,9 @@ def build_tree() -> ov.Tree:
     )
 
 
-async def run_goals(tree: ov.Tree, goals: int, instrumentation: ov.telemetry.Instrumentation) -> float:
+async def run_goals(
+    tree: ov.Tree, goals: int, instrumentation: ov.telemetry.Instrumentation
+) -> float:
     async with tree.running(instrumentation=instrumentation, seed=1) as runner:
         start = time.perf_counter()
         for _ in range(goals):
@@ -131,36 +133,41 @@ async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor
 
     start = time.perf_counter()
     for _ in range(goals):
-        with tracers["strategic"].start_as_current_span(
-            "invoke_workflow bench",
-            context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
-            attributes={"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": "b"},
-        ):
-            with tracers["strategic"].start_as_current_span(
+        with (
+            tracers["strategic"].start_as_current_span(
+                "invoke_workflow bench",
+                context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
+                attributes={
+                    "gen_ai.operation.name": "invoke_workflow",
+                    "gen_ai.workflow.name": "b",
+                },
+            ),
+            tracers["strategic"].start_as_current_span(
                 "invoke_agent director", attributes=agent("strategic", "director", 1, None)
-            ):
-                for team, leaves in (("sales", ("crm", "score")), ("outreach", ("mail", "book"))):
-                    for leaf in leaves:
-                        with tracers["tactical"].start_as_current_span(
-                            f"invoke_agent {team}", attributes=agent("tactical", team, 1, leaf)
-                        ) as team_span:
-                            previous = None
-                            for attempt in (1, 2) if leaf == "crm" else (1,):
-                                links = [Link(previous.get_span_context())] if previous else []
-                                try:
-                                    with tracers["leaf"].start_as_current_span(
-                                        f"invoke_agent {leaf}",
-                                        attributes=agent("leaf", leaf, attempt, leaf),
-                                        links=links,
-                                    ) as leaf_span:
-                                        previous = leaf_span
-                                        if attempt == 1 and leaf == "crm":
-                                            raise ValueError("flaky")
-                                except ValueError:
-                                    team_span.add_event(
-                                        "retry", {"overstory.attempt": 1, "error.type": "E"}
-                                    )
-                        await trio.lowlevel.checkpoint()
+            ),
+        ):
+            for team, leaves in (("sales", ("crm", "score")), ("outreach", ("mail", "book"))):
+                for leaf in leaves:
+                    with tracers["tactical"].start_as_current_span(
+                        f"invoke_agent {team}", attributes=agent("tactical", team, 1, leaf)
+                    ) as team_span:
+                        previous = None
+                        for attempt in (1, 2) if leaf == "crm" else (1,):
+                            links = [Link(previous.get_span_context())] if previous else []
+                            try:
+                                with tracers["leaf"].start_as_current_span(
+                                    f"invoke_agent {leaf}",
+                                    attributes=agent("leaf", leaf, attempt, leaf),
+                                    links=links,
+                                ) as leaf_span:
+                                    previous = leaf_span
+                                    if attempt == 1 and leaf == "crm":
+                                        raise ValueError("flaky")
+                            except ValueError:
+                                team_span.add_event(
+                                    "retry", {"overstory.attempt": 1, "error.type": "E"}
+                                )
+                    await trio.lowlevel.checkpoint()
     return time.perf_counter() - start
 
 

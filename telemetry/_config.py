@@ -321,8 +321,7 @@ def configure(
         span_exporter = None
     else:
         raise ConfigurationError(
-            f"exporter must be one of {', '.join(_EXPORTERS)} or a SpanExporter, "
-            f"got {exporter!r}"
+            f"exporter must be one of {', '.join(_EXPORTERS)} or a SpanExporter, got {exporter!r}"
         )
     processor: SpanProcessor
     if span_exporter is None or isinstance(span_exporter, InMemorySpanExporter):

@@ -367,7 +367,7 @@ class OtelInstrumentation:
         }
 
     def _provider(self, attributes: Mapping[str, str]) -> TracerProvider:
-        processors = SynchronousMultiSpanProcessor()
+        processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
         processors.add_span_processor(self.processor)
         return TracerProvider(
             resource=Resource.create(dict(attributes)),
@@ -397,9 +397,7 @@ class OtelInstrumentation:
     def goal(self, *, tree: str, goal_id: str, goal: str, layer: Layer) -> _Span:
         # A new trace; the span that submitted the goal, if any, is linked.
         submitter = trace_api.get_current_span().get_span_context()
-        links = (
-            [Link(submitter, {"overstory.link": "submitted_by"})] if submitter.is_valid else []
-        )
+        links = [Link(submitter, {"overstory.link": "submitted_by"})] if submitter.is_valid else []
         return _Span(
             self.scopes(tree)[layer],
             f"invoke_workflow {tree}",
@@ -448,9 +446,7 @@ class OtelInstrumentation:
             span_attributes.update(attributes)
         links: Sequence[Link] = ()
         if isinstance(previous, _Span):
-            links = [
-                Link(previous.span.get_span_context(), {"overstory.link": "previous_attempt"})
-            ]
+            links = [Link(previous.span.get_span_context(), {"overstory.link": "previous_attempt"})]
         return _Span(
             self._scope(layer), f"invoke_agent {name}", span_attributes, kind="agent", links=links
         )
@@ -559,8 +555,8 @@ class _RoutingTracer(trace_api.Tracer):
             set_status_on_exception,
         )
 
-    @contextmanager  # type: ignore[override]
-    def start_as_current_span(
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
         self,
         name: str,
         context: context_api.Context | None = None,

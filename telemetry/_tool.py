@@ -17,7 +17,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class tool:  # noqa: N801 - used like a function: ``with tool("search"):``
+class tool:
     """Record a tool call as an ``execute_tool {name}`` span under the current agent.
 
     Use it around the call, or as a decorator (sync or async functions; each call is

@@ -73,23 +73,23 @@ def _emit(request: trace_service_pb2.ExportTraceServiceRequest, transport: str) 
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+    def Export(self, request: Any, context: Any) -> Any:
         _emit(request, "grpc")
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
 class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> Any:
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
 class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> Any:
         return logs_service_pb2.ExportLogsServiceResponse()
 
 
 class _Http(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         reply: Any
         if self.path == "/v1/traces":

@@ -31,7 +31,8 @@ def small_tree() -> ov.Tree:
     return ov.Tree(
         "agency",
         ov.Strategic(
-            "director", children=[ov.Tactical("sales", children=[flaky], retry=ov.Retry(backoff=NO_WAIT))]
+            "director",
+            children=[ov.Tactical("sales", children=[flaky], retry=ov.Retry(backoff=NO_WAIT))],
         ),
     )
 

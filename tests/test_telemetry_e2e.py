@@ -54,7 +54,9 @@ class Receiver:
             event.wait(0.05)
         pytest.fail(f"receiver not ready after {WAIT} s: {self.lines}")
 
-    async def spans(self, parse: Callable[[str], dict[str, Any] | None], count: int) -> list[dict[str, Any]]:
+    async def spans(
+        self, parse: Callable[[str], dict[str, Any] | None], count: int
+    ) -> list[dict[str, Any]]:
         """Wait (trio) until ``count`` spans have arrived; fail after WAIT s."""
         with trio.move_on_after(WAIT):
             while True:

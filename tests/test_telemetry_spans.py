@@ -16,8 +16,9 @@ import overstory as ov
 from overstory.telemetry import SpanRecord
 
 
-async def run(tree: ov.Tree, telemetry: ov.telemetry.Telemetry, goal: str = "qualify ACME",
-              **submit: Any) -> tuple[ov.Outcome, list[SpanRecord]]:
+async def run(
+    tree: ov.Tree, telemetry: ov.telemetry.Telemetry, goal: str = "qualify ACME", **submit: Any
+) -> tuple[ov.Outcome, list[SpanRecord]]:
     async with tree.running(instrumentation=telemetry.instrumentation, seed=7) as runner:
         handle = await runner.submit(goal, **submit)
         outcome = await handle.outcome()
@@ -41,7 +42,9 @@ async def crm(task: ov.Task, ctx: ov.Context) -> str:
     return "lead"
 
 
-async def test_success_names_attributes_layers_and_parents(mock_clock: trio.testing.MockClock) -> None:
+async def test_success_names_attributes_layers_and_parents(
+    mock_clock: trio.testing.MockClock,
+) -> None:
     """A successful goal is one trace: workflow → strategic → tactical → leaf, each in its
     layer's service, with the GenAI and overstory attributes."""
     telemetry, _ = memory_telemetry()
