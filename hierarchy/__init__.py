@@ -1,5 +1,8 @@
 """Trees: specs, tasks, plans, routing, outcomes, and the runner."""
 
+from overstory.hierarchy._budget import Budget as Budget
+from overstory.hierarchy._budget import UsageLine as UsageLine
+from overstory.hierarchy._budget import UsageSummary as UsageSummary
 from overstory.hierarchy._context import Context as Context
 from overstory.hierarchy._context import Memory as Memory
 from overstory.hierarchy._layer import Layer as Layer
@@ -31,6 +34,7 @@ from overstory.hierarchy._tree import Tree as Tree
 
 __all__ = [
     "Approve",
+    "Budget",
     "Candidate",
     "Context",
     "Edit",
@@ -54,6 +58,8 @@ __all__ = [
     "Tactical",
     "Task",
     "Tree",
+    "UsageLine",
+    "UsageSummary",
     "auto_approve",
     "converter",
     "from_json",

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._task import Task
 
 __all__ = ["Context", "Memory"]
@@ -66,7 +67,8 @@ class Context:
     ``outputs`` maps the names of the step's dependencies (at every enclosing plan level)
     to their outputs; ``memory`` is the goal's shared blackboard; ``path`` is the agent's
     place in the tree; ``attempt`` counts from 1 on the current agent; ``feedback`` holds
-    the reviewer's feedback when the step is re-run after a rejection.
+    the reviewer's feedback when the step is re-run after a rejection; ``usage`` is the
+    goal's running account (charge it with :meth:`charge`).
     """
 
     task: Task
@@ -77,6 +79,30 @@ class Context:
     outputs: Mapping[str, Any]
     memory: Memory
     feedback: tuple[str, ...] = ()
+    layer: str = "leaf"
+    usage: Usage = attrs.field(factory=Usage)
+
+    def charge(
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: float = 0.0,
+        calls: int = 1,
+    ) -> None:
+        """Charge model usage to this agent and the goal's budget.
+
+        Raises :class:`BudgetExhausted` when the charge takes the goal past its budget;
+        the goal is then cancelled, so nothing below keeps spending.
+        """
+        self.usage.charge(
+            path=self.path,
+            layer=self.layer,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            calls=calls,
+        )
 
     @property
     def name(self) -> str:

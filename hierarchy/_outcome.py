@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from overstory.hierarchy._budget import UsageSummary
+
 __all__ = ["FailureRecord", "Outcome", "Status", "StepRecord"]
 
 
@@ -17,6 +19,8 @@ class Status(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    #: The goal's token, cost or attempt budget ran out; everything below was cancelled.
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 @attrs.frozen(kw_only=True)
@@ -66,8 +70,10 @@ class Outcome:
 
     ``steps`` has a record for every step of every supervisor that worked on the goal,
     in the order they ended; ``failures`` is the ordered failure chain, including the
-    failures that were recovered from. ``started_at`` is a Unix time; ``duration`` is in
-    seconds of trio's clock. ``memory`` is the goal's shared memory when it ended.
+    failures that were recovered from. ``usage`` rolls up what agents charged (tokens,
+    cost) and the leaf attempts, per agent, per layer and in total. ``started_at`` is a
+    Unix time; ``duration`` is in seconds of trio's clock. ``memory`` is the goal's shared
+    memory when it ended.
     """
 
     goal_id: str
@@ -78,6 +84,7 @@ class Outcome:
     steps: tuple[StepRecord, ...] = ()
     failures: tuple[FailureRecord, ...] = ()
     memory: dict[str, Any] = attrs.field(factory=dict)
+    usage: UsageSummary = attrs.field(factory=UsageSummary)
     started_at: float = 0.0
     duration: float = 0.0
 

@@ -28,6 +28,7 @@ from overstory._errors import (
     StartError,
 )
 from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._budget import Budget, Usage
 from overstory.hierarchy._context import Context, Memory
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._review import Reviewer
@@ -211,6 +212,7 @@ class Runner:
         memory: Mapping[str, Any] | None = None,
         checkpoints: Mapping[str, Any] | None = None,
         on_checkpoint: CheckpointWriter | None = None,
+        budget: Budget | None = None,
     ) -> GoalHandle:
         """Start ``goal`` and return its handle at once.
 
@@ -218,9 +220,12 @@ class Runner:
         cancelled and the outcome is TIMED_OUT. ``checkpoints`` maps step keys to outputs
         recorded earlier: those steps are not run again (the daemon resumes goals this
         way); ``on_checkpoint`` is awaited with each newly completed step's key and
-        output. Raises :class:`RunnerClosed` after intake stopped, ``ValueError`` for an
-        empty goal, a bad timeout or a goal id in flight, and ``TypeError`` for an input
-        that is not JSON-serialisable.
+        output. ``budget`` limits tokens, cost, leaf attempts and time: past it the goal
+        is cancelled and ends BUDGET_EXHAUSTED (TIMED_OUT for time).
+
+        Raises :class:`RunnerClosed` after intake stopped, ``ValueError`` for an empty
+        goal, a bad timeout or a goal id in flight, and ``TypeError`` for an input that
+        is not JSON-serialisable.
         """
         if not self._accepting:
             raise RunnerClosed("the runner has stopped accepting goals")
@@ -237,7 +242,8 @@ class Runner:
         goal_id = goal_id or uuid.uuid4().hex
         if goal_id in self._active:
             raise ValueError(f"goal id {goal_id!r} is already in flight")
-        limits = [t for t in (timeout, self.root.definition.timeout) if t is not None]
+        budget = budget or Budget()
+        limits = [t for t in (timeout, self.root.definition.timeout, budget.time) if t is not None]
         deadline = trio.current_time() + min(limits) if limits else math.inf
         handle = GoalHandle(goal_id, goal, trio.CancelScope(deadline=deadline))
         run = GoalRun(
@@ -248,6 +254,7 @@ class Runner:
             started=trio.current_time(),
             checkpoints=dict(checkpoints or {}),
             on_checkpoint=on_checkpoint,
+            usage=Usage(budget=budget, on_exhausted=handle._scope.cancel),
         )
         self._active[goal_id] = handle
         self._nursery.start_soon(self._run_goal, handle, run, input, name=f"goal {goal_id}")
@@ -276,6 +283,8 @@ class Runner:
                         and trio.current_time() >= handle._scope.deadline
                     )
                     status = Status.TIMED_OUT if timed_out else Status.CANCELLED
+                if run.usage.exhausted is not None:
+                    status = Status.BUDGET_EXHAUSTED
                 goal_span.set_attributes({"overstory.goal.status": status.value})
         finally:
             del self._active[handle.id]
@@ -289,6 +298,7 @@ class Runner:
                     steps=tuple(run.steps),
                     failures=tuple(run.failures),
                     memory=run.memory.snapshot(),
+                    usage=run.usage.summary(),
                     started_at=started_at,
                     duration=run.elapsed(),
                 )

@@ -8,6 +8,7 @@ from typing import Any
 
 from overstory._errors import DefinitionError
 from overstory.hierarchy._blueprint import NodeDef, build
+from overstory.hierarchy._budget import Budget
 from overstory.hierarchy._outcome import Outcome
 from overstory.hierarchy._plan import check_name
 from overstory.hierarchy._review import Reviewer
@@ -114,6 +115,7 @@ class Tree:
         input: Any = None,
         timeout: float | None = None,
         reviewer: Reviewer | None = None,
+        budget: Budget | None = None,
         **options: Any,
     ) -> Outcome:
         """Start the tree, run one goal, stop the tree, and return the goal's outcome.
@@ -123,7 +125,7 @@ class Tree:
         and stops the agents before it propagates. ``options`` go to :meth:`running`.
         """
         async with self.running(reviewer=reviewer, **options) as runner:
-            handle = await runner.submit(goal, input=input, timeout=timeout)
+            handle = await runner.submit(goal, input=input, timeout=timeout, budget=budget)
             return await handle.outcome()
 
     def draw(self) -> str:

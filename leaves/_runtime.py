@@ -225,18 +225,12 @@ class AgentPoolNode:
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
         if self._live == 0:
             raise AgentUnavailable(self.path, "no live instance")
-        free = self._free_recv.statistics().current_buffer_used
-        if free == 0 and self._waiting >= self.spec.queue_limit:
-            raise AgentUnavailable(
-                self.path, f"all instances busy and {self._waiting} tasks already waiting"
-            )
-        self._waiting += 1
         try:
-            instance = await self._free_recv.receive()
+            instance = self._free_recv.receive_nowait()
+        except trio.WouldBlock:
+            instance = await self._wait_for_instance()
         except trio.EndOfChannel:
             raise AgentUnavailable(self.path, "no live instance") from None
-        finally:
-            self._waiting -= 1
         agent = instance.agent
         assert agent is not None
         how = "cancelled"
@@ -250,6 +244,19 @@ class AgentPoolNode:
             raise
         finally:
             self._check_in(instance, how, error, run, span)
+
+    async def _wait_for_instance(self) -> _Instance:
+        if self._waiting >= self.spec.queue_limit:
+            raise AgentUnavailable(
+                self.path, f"all instances busy and {self._waiting} tasks already waiting"
+            )
+        self._waiting += 1
+        try:
+            return await self._free_recv.receive()
+        except trio.EndOfChannel:
+            raise AgentUnavailable(self.path, "no live instance") from None
+        finally:
+            self._waiting -= 1
 
     def _check_in(
         self,

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from overstory import telemetry as telemetry
 from overstory._errors import AgentUnavailable as AgentUnavailable
 from overstory._errors import AttemptTimeout as AttemptTimeout
+from overstory._errors import BudgetExhausted as BudgetExhausted
 from overstory._errors import CandidatesExhausted as CandidatesExhausted
 from overstory._errors import ConfigurationError as ConfigurationError
 from overstory._errors import DefinitionError as DefinitionError
@@ -26,6 +27,7 @@ from overstory._errors import RunnerClosed as RunnerClosed
 from overstory._errors import StartError as StartError
 from overstory._errors import SupervisorTripped as SupervisorTripped
 from overstory.hierarchy import Approve as Approve
+from overstory.hierarchy import Budget as Budget
 from overstory.hierarchy import Candidate as Candidate
 from overstory.hierarchy import Context as Context
 from overstory.hierarchy import Edit as Edit
@@ -49,6 +51,8 @@ from overstory.hierarchy import Strategic as Strategic
 from overstory.hierarchy import Tactical as Tactical
 from overstory.hierarchy import Task as Task
 from overstory.hierarchy import Tree as Tree
+from overstory.hierarchy import UsageLine as UsageLine
+from overstory.hierarchy import UsageSummary as UsageSummary
 from overstory.hierarchy import auto_approve as auto_approve
 from overstory.hierarchy import converter as converter
 from overstory.hierarchy import from_json as from_json
@@ -79,6 +83,8 @@ __all__ = [
     "AttemptTimeout",
     "Backoff",
     "Breaker",
+    "Budget",
+    "BudgetExhausted",
     "Candidate",
     "CandidatesExhausted",
     "ConfigurationError",
@@ -123,6 +129,8 @@ __all__ = [
     "Tactical",
     "Task",
     "Tree",
+    "UsageLine",
+    "UsageSummary",
     "auto_approve",
     "converter",
     "from_json",

@@ -14,6 +14,7 @@ The hierarchy::
         ├── PlanError            a plan computed for a goal is not a valid DAG
         ├── HandoffLoop          a chain of hand-offs went past its bound
         ├── ReviewRejected       a reviewer rejected a step more often than allowed
+        ├── BudgetExhausted      the goal's budget ran out (the goal is cancelled)
         └── Escalation           a supervisor gave up on a step and handed it to its parent
             ├── CandidatesExhausted   every candidate child failed the step
             ├── NoCandidate           no healthy child fits the step
@@ -27,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "AgentUnavailable",
     "AttemptTimeout",
+    "BudgetExhausted",
     "CandidatesExhausted",
     "ConfigurationError",
     "DefinitionError",
@@ -118,6 +120,13 @@ class HandoffLoop(Failure):
 
 class ReviewRejected(Failure):
     """A reviewer rejected a step's output more often than ``max_review_rounds`` allows."""
+
+    fatal = True
+
+
+class BudgetExhausted(Failure):
+    """A charge took the goal past its budget; the goal is cancelled and ends
+    BUDGET_EXHAUSTED. Never retried."""
 
     fatal = True
 

@@ -11,6 +11,7 @@ import attrs
 import trio
 
 from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._context import Context, Memory
 from overstory.hierarchy._outcome import FailureRecord, StepRecord
 from overstory.hierarchy._review import Reviewer
@@ -58,6 +59,7 @@ class GoalRun:
     started: float
     checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
     on_checkpoint: CheckpointWriter | None = None
+    usage: Usage = attrs.field(factory=Usage)
     failures: list[FailureRecord] = attrs.field(factory=list)
     steps: list[StepRecord] = attrs.field(factory=list)
     _recorded: set[int] = attrs.field(factory=set, alias="_recorded")

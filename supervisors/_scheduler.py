@@ -57,6 +57,8 @@ class _StepRun:
     not_before: float = -math.inf
     review_scope: trio.CancelScope | None = None
     review_label: str | None = None
+    # Records of units whose step waits for review; written once the reviewer answers.
+    unreviewed: list[tuple[_Unit, str | None, float, bool]] = attrs.field(factory=list)
 
 
 @attrs.define(eq=False)
@@ -296,7 +298,10 @@ class PlanRun:
                 return
             unit.done = True
             unit.output = decision.output
-            self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+            if unit.run.step.review:
+                unit.run.unreviewed.append((unit, decision.agent, now, decision.resumed))
+            else:
+                self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
             if all(u.done for u in unit.run.units or ()):
                 self._complete(unit.run)
         elif isinstance(decision, Escalate):
@@ -306,6 +311,11 @@ class PlanRun:
             unit.eligible_at = now + decision.delay
             if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
                 self._group_restart(unit.run, now + decision.delay)
+
+    def _record_reviewed(self, step_run: _StepRun) -> None:
+        for unit, agent, ended, resumed in step_run.unreviewed:
+            self._record(unit, Status.SUCCEEDED, agent, ended, resumed=resumed)
+        step_run.unreviewed.clear()
 
     def _record(
         self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
@@ -383,6 +393,7 @@ class PlanRun:
             return
         step_run.reviews += 1
         step_run.review_label = verdict.label
+        self._record_reviewed(step_run)
         if verdict.accepted:
             step_run.output = verdict.output
             step_run.phase = _Phase.DONE
@@ -438,6 +449,7 @@ class PlanRun:
             step_run.review_scope.cancel()
             step_run.review_scope = None
         step_run.units = None
+        step_run.unreviewed.clear()
         step_run.output = None
         step_run.phase = _Phase.WAITING
         step_run.not_before = not_before

@@ -29,6 +29,7 @@ from overstory._errors import (
 )
 from overstory.hierarchy._blueprint import NodeDef
 from overstory.hierarchy._context import Context
+from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import SupervisorSpec
@@ -302,7 +303,11 @@ class SupervisorNode:
             outputs=outputs,
             memory=run.memory,
             feedback=feedback,
+            layer=definition.layer.value,
+            usage=run.usage,
         )
+        if definition.layer is Layer.LEAF:
+            run.usage.charge(path=definition.path, layer=definition.layer.value, attempts=1)
         breaker = self.breakers.get(definition.name)
         if breaker is not None:
             breaker.begin()

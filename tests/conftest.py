@@ -1,12 +1,3 @@
-"""Shared fixtures: every test about time runs on trio's MockClock."""
-
-from __future__ import annotations
-
-import pytest
-import trio.testing
-
-
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    """A clock that jumps to the next deadline whenever every task is blocked."""
-    return trio.testing.MockClock(autojump_threshold=0)
+"""Tests about time take pytest-trio's ``autojump_clock`` fixture (a
+``MockClock(autojump_threshold=0)``), so no test sleeps for real. Shared helpers live
+in ``support.py``."""

@@ -75,7 +75,7 @@ def busy_tree() -> ov.Tree:
 
 
 async def test_every_parent_link_is_right_with_many_goals_at_once(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """With 60 goals running at once, each goal is exactly one trace whose spans all carry
     its goal id, and every agent span's parent is the span of the agent one level up the

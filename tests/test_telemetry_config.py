@@ -152,7 +152,7 @@ def test_resource_variables_reach_every_service(monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_metrics_count_goals_attempts_and_supervision(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Metrics: goals by status, attempts by layer and outcome, retries, and durations."""
     telemetry, reader = memory_telemetry()
@@ -179,7 +179,7 @@ async def test_metrics_count_goals_attempts_and_supervision(
 
 
 async def test_log_records_carry_the_trace_and_span_ids(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A log record from an overstory logger inside a span carries its trace and span ids."""
     telemetry, _ = memory_telemetry()
@@ -213,7 +213,7 @@ async def test_log_records_carry_the_trace_and_span_ids(
 
 
 async def test_jsonl_exporter_writes_one_record_per_line(
-    tmp_path: Path, mock_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """The jsonl exporter appends one JSON object per span; load_spans reads them back."""
     path = tmp_path / "spans.jsonl"
@@ -251,7 +251,7 @@ async def test_close_blocks_so_inside_trio_it_refuses() -> None:
 
 
 async def test_record_keeps_spans_next_to_the_exporter(
-    tmp_path: Path, mock_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     """record=True keeps every span in memory as well as exporting it."""
     path = tmp_path / "spans.jsonl"

@@ -43,7 +43,7 @@ async def crm(task: ov.Task, ctx: ov.Context) -> str:
 
 
 async def test_success_names_attributes_layers_and_parents(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A successful goal is one trace: workflow → strategic → tactical → leaf, each in its
     layer's service, with the GenAI and overstory attributes."""
@@ -95,7 +95,7 @@ async def test_success_names_attributes_layers_and_parents(
 
 
 async def test_retry_links_attempts_and_puts_the_event_on_the_supervisor(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A retried leaf has one span per attempt, the second linked to the first; the failed
     one is ERROR with its exception, and the retry is an event on the tactical span."""
@@ -136,7 +136,7 @@ async def test_retry_links_attempts_and_puts_the_event_on_the_supervisor(
     assert sales.status == "UNSET"
 
 
-async def test_reassignment_event_names_both_agents(mock_clock: trio.testing.MockClock) -> None:
+async def test_reassignment_event_names_both_agents(autojump_clock: trio.testing.MockClock) -> None:
     """When a leaf fails for good the step moves to the next child: a reassign event on
     the tactical span names both, and the second child's attempt is its sibling."""
     telemetry, _ = memory_telemetry()
@@ -162,7 +162,7 @@ async def test_reassignment_event_names_both_agents(mock_clock: trio.testing.Moc
 
 
 async def test_escalation_is_an_event_and_fails_every_span_up_to_the_goal(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A team that gives up escalates: an escalate event on its span, error.type and status
     ERROR on the team, the director and the goal, whose status attribute is failed."""
@@ -188,7 +188,7 @@ async def test_escalation_is_an_event_and_fails_every_span_up_to_the_goal(
 
 
 async def test_attempt_timeout_is_a_failure_of_that_attempt(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An attempt that runs past its timeout ends ERROR with error.type AttemptTimeout."""
     telemetry, _ = memory_telemetry()
@@ -209,7 +209,7 @@ async def test_attempt_timeout_is_a_failure_of_that_attempt(
 
 
 async def test_goal_timeout_marks_work_cancelled_and_the_goal_timed_out(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Past the goal's deadline the running spans end cancelled, not ERROR; the goal span
     says timed_out with error.type timeout."""
@@ -233,7 +233,7 @@ async def test_goal_timeout_marks_work_cancelled_and_the_goal_timed_out(
     assert workflow.status == "ERROR"
 
 
-async def test_cancelled_goal_is_not_a_failure(mock_clock: trio.testing.MockClock) -> None:
+async def test_cancelled_goal_is_not_a_failure(autojump_clock: trio.testing.MockClock) -> None:
     """Cancelling a goal ends every span with overstory.cancelled=true and no ERROR."""
     telemetry, _ = memory_telemetry()
     started = trio.Event()
@@ -257,7 +257,7 @@ async def test_cancelled_goal_is_not_a_failure(mock_clock: trio.testing.MockCloc
     assert one(spans, "invoke_workflow agency").attributes["overstory.goal.status"] == "cancelled"
 
 
-async def test_handoff_event_and_sibling_spans(mock_clock: trio.testing.MockClock) -> None:
+async def test_handoff_event_and_sibling_spans(autojump_clock: trio.testing.MockClock) -> None:
     """A hand-off is an event on the supervisor's span; the receiving leaf's span is a
     sibling of the sender's, marked with the number of hand-offs that led to it."""
     telemetry, _ = memory_telemetry()
@@ -279,7 +279,7 @@ async def test_handoff_event_and_sibling_spans(mock_clock: trio.testing.MockCloc
 
 
 async def test_fan_out_items_are_siblings_with_their_index(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Each item of a fan-out is its own attempt span under the supervisor, with its index."""
     telemetry, _ = memory_telemetry()
@@ -305,7 +305,9 @@ async def test_fan_out_items_are_siblings_with_their_index(
     assert workflow.service == "agency.tactical"  # the root's layer
 
 
-async def test_plan_span_is_a_child_of_its_supervisor(mock_clock: trio.testing.MockClock) -> None:
+async def test_plan_span_is_a_child_of_its_supervisor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A plan computed per goal is a ``plan {name}`` span under the supervisor's span, in
     its layer; an invalid plan marks it ERROR with PlanError."""
     telemetry, _ = memory_telemetry()
@@ -339,7 +341,7 @@ async def test_plan_span_is_a_child_of_its_supervisor(mock_clock: trio.testing.M
 
 
 async def test_agent_restart_is_an_event_on_the_crashed_attempt(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A stateful agent whose handle() raises is restarted: the restart, with its backoff,
     is an event on the span of the attempt that crashed it."""
@@ -366,7 +368,7 @@ async def test_agent_restart_is_an_event_on_the_crashed_attempt(
 
 
 async def test_breaker_and_trip_events_are_on_the_deciding_supervisor(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Breaker changes and an intensity trip are events on the tactical span."""
     telemetry, _ = memory_telemetry()
@@ -391,7 +393,7 @@ async def test_breaker_and_trip_events_are_on_the_deciding_supervisor(
     assert trip["overstory.agent"] == "agency/director/sales/failing"
 
 
-async def test_single_service_mode(mock_clock: trio.testing.MockClock) -> None:
+async def test_single_service_mode(autojump_clock: trio.testing.MockClock) -> None:
     """per_layer=False reports every layer as the one service {base}; layers stay attributes."""
     telemetry, _ = memory_telemetry(per_layer=False, service_name="shop")
     _, spans = await run(agency(crm), telemetry)
@@ -399,7 +401,7 @@ async def test_single_service_mode(mock_clock: trio.testing.MockClock) -> None:
     assert {s.attributes["overstory.layer"] for s in spans} == {"strategic", "tactical", "leaf"}
 
 
-async def test_service_name_overrides_the_tree_name(mock_clock: trio.testing.MockClock) -> None:
+async def test_service_name_overrides_the_tree_name(autojump_clock: trio.testing.MockClock) -> None:
     """service_name= is the base of the per-layer services and their namespace."""
     telemetry, _ = memory_telemetry(service_name="shop")
     _, spans = await run(agency(crm), telemetry)
@@ -407,7 +409,9 @@ async def test_service_name_overrides_the_tree_name(mock_clock: trio.testing.Moc
     assert {s.resource["service.namespace"] for s in spans} == {"shop"}
 
 
-async def test_user_spans_and_tools_nest_under_the_leaf(mock_clock: trio.testing.MockClock) -> None:
+async def test_user_spans_and_tools_nest_under_the_leaf(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Spans user code starts with the global OpenTelemetry API, and ov.telemetry.tool()
     calls, are children of the leaf's span, in the leaf service, in the goal's trace."""
     telemetry, _ = memory_telemetry()
@@ -448,7 +452,7 @@ async def test_user_spans_and_tools_nest_under_the_leaf(mock_clock: trio.testing
 
 
 async def test_a_failing_tool_is_error_and_a_cancelled_tool_is_not(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An exception leaving tool() marks its span ERROR; cancellation marks it cancelled."""
     telemetry, _ = memory_telemetry()
@@ -482,7 +486,7 @@ async def test_tool_outside_a_goal_does_nothing() -> None:
 
 
 async def test_goal_submitted_inside_a_span_starts_a_new_linked_trace(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A goal submitted while another span is current (an HTTP request) gets its own trace,
     linked to that span."""

@@ -1,0 +1,312 @@
+"""Semantic 8 and GUIDE scenarios 1, 7, 8: stateful agents, restart types, start and stop."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import trio
+
+import overstory as ov
+
+ONCE = ov.Retry(attempts=1)
+
+
+def make_agent(
+    restart: ov.Restart, behaviour: str, log: list[str], **attrs_: Any
+) -> type[ov.Agent]:
+    """An agent whose instances log their lifecycle; ``handle`` returns, raises or hangs."""
+
+    class Worker(ov.Agent):
+        """Does work."""
+
+        instances: ClassVar[int] = 0
+
+        def __init__(self) -> None:
+            Worker.instances += 1
+            self.number = Worker.instances
+
+        async def start(self) -> None:
+            log.append(f"start {self.number}")
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> Any:
+            log.append(f"handle {self.number}")
+            if behaviour == "raises":
+                raise RuntimeError("crash")
+            if behaviour == "hangs":
+                await trio.sleep_forever()
+            return self.number
+
+        async def stop(self) -> None:
+            log.append(f"stop {self.number}")
+
+    Worker.restart = restart
+    Worker.backoff = ov.Backoff(initial=1.0, cap=1.0, jitter=0.0)
+    for key, value in attrs_.items():
+        setattr(Worker, key, value)
+    return Worker
+
+
+# What happens to the instance after one task, per restart type and way the task ended.
+MATRIX = [
+    (ov.Restart.PERMANENT, "returns", "kept"),
+    (ov.Restart.PERMANENT, "hangs", "restarted"),
+    (ov.Restart.PERMANENT, "raises", "restarted"),
+    (ov.Restart.TRANSIENT, "returns", "kept"),
+    (ov.Restart.TRANSIENT, "hangs", "kept"),
+    (ov.Restart.TRANSIENT, "raises", "restarted"),
+    (ov.Restart.TEMPORARY, "returns", "kept"),
+    (ov.Restart.TEMPORARY, "hangs", "kept"),
+    (ov.Restart.TEMPORARY, "raises", "removed"),
+]
+
+
+@pytest.mark.parametrize(("restart", "behaviour", "expected"), MATRIX)
+async def test_restart_type_matrix(
+    autojump_clock: trio.abc.Clock, restart: ov.Restart, behaviour: str, expected: str
+) -> None:
+    """Scenario 1: permanent/transient/temporary × returns/is cancelled/raises."""
+    log: list[str] = []
+    agent = make_agent(restart, behaviour, log)
+    tree = ov.Tree("t", ov.Tactical("team", children=[agent], retry=ONCE))
+    async with tree.running() as runner:
+        handle = await runner.submit("go", timeout=5.0 if behaviour == "hangs" else None)
+        await handle.outcome()
+        await trio.sleep(10.0)  # past any restart backoff
+        (health,) = [h for h in runner.health() if h.path == "t/team/Worker"]
+    assert log[:2] == ["start 1", "handle 1"]
+    if expected == "kept":
+        assert log == ["start 1", "handle 1", "stop 1"]
+        assert (health.live, health.restarts) == (1, 0)
+    elif expected == "restarted":
+        assert log == ["start 1", "handle 1", "stop 1", "start 2", "stop 2"]
+        assert (health.live, health.restarts) == (1, 1)
+    else:
+        assert log == ["start 1", "handle 1", "stop 1"]
+        assert (health.live, health.restarts) == (0, 0)
+
+
+async def test_removed_temporary_agent_is_routed_out(autojump_clock: trio.abc.Clock) -> None:
+    """A temporary agent removed after a crash leaves the team; routing uses the others."""
+    log: list[str] = []
+    agent = make_agent(ov.Restart.TEMPORARY, "raises", log)
+
+    @ov.leaf
+    async def backup(task: ov.Task, ctx: ov.Context) -> str:
+        return "backup"
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[agent, backup], retry=ONCE))
+    async with tree.running() as runner:
+        first = await (await runner.submit("go")).outcome()
+        second = await (await runner.submit("go")).outcome()
+    assert first.output == second.output == "backup"
+    assert log.count("handle 1") == 1
+
+
+async def test_concurrency_instances_each_take_one_task(autojump_clock: trio.abc.Clock) -> None:
+    """`concurrency` instances serve tasks in parallel, one task each; extra tasks queue."""
+    log: list[str] = []
+    busy: list[int] = []
+
+    class Slow(ov.Agent):
+        """Slow worker."""
+
+        concurrency = 2
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> float:
+            busy.append(id(self))
+            log.append(f"{trio.current_time():.0f}")
+            await trio.sleep(10)
+            return trio.current_time()
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[Slow]))
+    async with tree.running() as runner:
+        handles = [await runner.submit("go") for _ in range(3)]
+        ends = sorted([(await h.outcome()).output for h in handles])
+    assert ends == [10.0, 10.0, 20.0]
+    assert len(set(busy)) == 2
+
+
+async def test_queue_limit_fails_extra_tasks_as_unavailable(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Beyond `queue_limit` waiting tasks, an attempt fails at once with AgentUnavailable."""
+
+    class One(ov.Agent):
+        """Single instance."""
+
+        queue_limit = 1
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> str:
+            await trio.sleep(10)
+            return "done"
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[One], retry=ONCE))
+    async with tree.running() as runner:
+        handles = [await runner.submit("go") for _ in range(3)]
+        outcomes = [await h.outcome() for h in handles]
+    statuses = sorted(o.status.value for o in outcomes)
+    assert statuses == ["failed", "succeeded", "succeeded"]
+    (failed,) = [o for o in outcomes if not o.ok]
+    assert failed.failures[0].error_type == "AgentUnavailable"
+
+
+async def test_start_failure_fails_tree_start_with_path(autojump_clock: trio.abc.Clock) -> None:
+    """Scenario 8: a start() that raises aborts running() with StartError naming the agent;
+    agents started before it are stopped in reverse order."""
+    log: list[str] = []
+
+    class Good(ov.Agent):
+        """Starts fine."""
+
+        async def start(self) -> None:
+            log.append("good start")
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+        async def stop(self) -> None:
+            log.append("good stop")
+
+    class Bad(ov.Agent):
+        """Cannot start."""
+
+        async def start(self) -> None:
+            raise OSError("no model file")
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[Good, Bad]))
+    with pytest.raises(ov.StartError, match=r"t/team/Bad") as info:
+        async with tree.running():
+            pytest.fail("the body must not run")
+    assert isinstance(info.value.__cause__, OSError)
+    assert log == ["good start", "good stop"]
+
+
+async def test_start_failure_can_continue_degraded(autojump_clock: trio.abc.Clock) -> None:
+    """With start_failure="continue" the tree starts, the failing instance retries with
+    backoff (counting toward intensity) and routing skips it until it is live."""
+    starts: list[float] = []
+
+    class Late(ov.Agent):
+        """Starts on the third try."""
+
+        backoff = ov.Backoff(initial=1.0, cap=8.0, jitter=0.0)
+
+        async def start(self) -> None:
+            starts.append(trio.current_time())
+            if len(starts) < 3:
+                raise OSError("not yet")
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> str:
+            return "late"
+
+    @ov.leaf
+    async def always(task: ov.Task, ctx: ov.Context) -> str:
+        return "always"
+
+    events: list[ov.SupervisionEvent] = []
+    tree = ov.Tree("t", ov.Tactical("team", children=[Late, always]))
+    async with tree.running(start_failure="continue", on_event=events.append) as runner:
+        early = await (await runner.submit("go")).outcome()
+        await trio.sleep(5)
+        late = await (await runner.submit("go")).outcome()
+        team = runner.root
+        failures = team.gate.recent_failures(trio.current_time())
+    assert early.output == "always"
+    assert late.output == "late"
+    assert starts == [0.0, 1.0, 3.0]
+    assert failures == 2
+    assert [e.kind for e in events].count(ov.EventKind.START_FAILED) == 2
+
+
+async def test_shutdown_stops_in_reverse_order_and_reports_overrun(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Scenario 7: leaving running() stops agents in reverse start order, each stop()
+    shielded and bounded; one that overruns is reported and abandoned."""
+    log: list[str] = []
+
+    def agent(name: str, stop_for: float) -> type[ov.Agent]:
+        class A(ov.Agent):
+            """An agent."""
+
+            stop_timeout = 2.0
+
+            async def start(self) -> None:
+                log.append(f"start {name}")
+
+            async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+            async def stop(self) -> None:
+                log.append(f"stop {name}")
+                await trio.sleep(stop_for)
+                log.append(f"stopped {name}")
+
+        A.name = name
+        return A
+
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            children=[
+                ov.Tactical("x", children=[agent("one", 0.5), agent("two", 100.0)]),
+                ov.Tactical("y", children=[agent("three", 0.0)]),
+            ],
+        ),
+    )
+    async with tree.running() as runner:
+        started_at = trio.current_time()
+    assert log == [
+        "start one", "start two", "start three",
+        "stop three", "stopped three", "stop two", "stop one", "stopped one",
+    ]  # fmt: skip
+    assert runner.report is not None
+    assert runner.report.stopped == ("t/boss/y/three", "t/boss/x/two", "t/boss/x/one")
+    assert runner.report.overran == ("t/boss/x/two",)
+    assert trio.current_time() - started_at == pytest.approx(2.5)
+
+
+async def test_shutdown_cancels_in_flight_goals_and_runs_finally(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Leaving running() cancels in-flight goals (CANCELLED), their finally blocks run, and
+    no task is left behind."""
+    cleaned: list[str] = []
+
+    @ov.leaf
+    async def forever(task: ov.Task, ctx: ov.Context) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append(task.goal)
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[forever]))
+    async with tree.running() as runner:
+        handles = [await runner.submit(f"g{i}") for i in range(3)]
+        await trio.sleep(1)
+    outcomes = [await h.outcome() for h in handles]
+    assert {o.status for o in outcomes} == {ov.Status.CANCELLED}
+    assert sorted(cleaned) == ["g0", "g1", "g2"]
+    assert runner.report is not None and len(runner.report.cancelled_goals) == 3
+    assert runner.in_flight == ()
+
+
+async def test_grace_lets_in_flight_goals_finish(autojump_clock: trio.abc.Clock) -> None:
+    """With grace=G, leaving running() waits up to G seconds for goals before cancelling."""
+
+    @ov.leaf
+    async def takes(task: ov.Task, ctx: ov.Context) -> str:
+        await trio.sleep(float(task.input))
+        return "finished"
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[takes]))
+    async with tree.running(grace=10.0) as runner:
+        quick = await runner.submit("q", input=5)
+        slow = await runner.submit("s", input=50)
+        with pytest.raises(ov.RunnerClosed):
+            runner._accepting = False
+            await runner.submit("late")
+    assert (await quick.outcome()).status is ov.Status.SUCCEEDED
+    assert (await slow.outcome()).status is ov.Status.CANCELLED
