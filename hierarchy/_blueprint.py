@@ -87,6 +87,14 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
             validate_plan(spec.steps, names)
         except ValueError as exc:
             raise DefinitionError(path, f"invalid plan: {exc}") from None
+        by_name = {child.name: child for child in children}
+        for step in spec.steps:
+            if step.to is not None and not _resolves(by_name, step.to):
+                raise DefinitionError(
+                    path,
+                    f"invalid plan: step {step.name!r} is routed to {step.to!r}, "
+                    "which names no node below this supervisor",
+                )
     elif spec.plan is not None and not _is_async_callable(spec.plan):
         raise DefinitionError(
             path, f"plan must be a list of ov.Step or an async function, got {spec.plan!r}"
@@ -105,6 +113,14 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
         spec=spec,
         children=tuple(children),
     )
+
+
+def _resolves(children: dict[str, NodeDef], route: str) -> bool:
+    first, _, rest = route.partition("/")
+    node = children.get(first)
+    if node is None:
+        return False
+    return not rest or _resolves({c.name: c for c in node.children}, rest)
 
 
 def _child_path(parent: str, name: object, kind: str) -> str:

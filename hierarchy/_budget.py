@@ -48,21 +48,13 @@ class UsageLine:
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def plus(
-        self,
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cost: float = 0.0,
-        attempts: int = 0,
-        calls: int = 0,
-    ) -> UsageLine:
+    def add(self, other: UsageLine) -> UsageLine:
         return UsageLine(
-            input_tokens=self.input_tokens + input_tokens,
-            output_tokens=self.output_tokens + output_tokens,
-            cost=self.cost + cost,
-            attempts=self.attempts + attempts,
-            calls=self.calls + calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost=self.cost + other.cost,
+            attempts=self.attempts + other.attempts,
+            calls=self.calls + other.calls,
         )
 
 
@@ -101,16 +93,16 @@ class Usage:
         when this charge takes the goal past a limit, or when it is already exhausted."""
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
-        amounts = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cost": cost,
-            "attempts": attempts,
-            "calls": calls,
-        }
-        self.total = self.total.plus(**amounts)
-        self.by_agent[path] = self.by_agent.get(path, UsageLine()).plus(**amounts)
-        self.by_layer[layer] = self.by_layer.get(layer, UsageLine()).plus(**amounts)
+        line = UsageLine(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            attempts=attempts,
+            calls=calls,
+        )
+        self.total = self.total.add(line)
+        self.by_agent[path] = self.by_agent.get(path, UsageLine()).add(line)
+        self.by_layer[layer] = self.by_layer.get(layer, UsageLine()).add(line)
         reason = self._over()
         if reason is not None:
             self.exhausted = reason

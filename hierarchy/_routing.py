@@ -55,6 +55,9 @@ _STOPWORDS = frozenset(
         "at",
         "be",
         "by",
+        "do",
+        "does",
+        "done",
         "for",
         "from",
         "has",
@@ -65,9 +68,13 @@ _STOPWORDS = frozenset(
         "it",
         "its",
         "of",
+        "off",
         "on",
         "or",
         "our",
+        "out",
+        "over",
+        "per",
         "that",
         "the",
         "their",
@@ -75,16 +82,15 @@ _STOPWORDS = frozenset(
         "then",
         "this",
         "to",
+        "up",
+        "via",
         "was",
+        "we",
         "were",
         "will",
         "with",
-        "we",
         "you",
         "your",
-        "do",
-        "does",
-        "done",
     ]
 )
 
@@ -102,7 +108,8 @@ def tokenize(text: str) -> list[str]:
     """Lower-case word stems of ``text`` without stop words; ``CamelCase`` and ``snake_case``
     names split into words."""
     spaced = _CAMEL.sub(" ", text).replace("_", " ")
-    return [_stem(w) for w in _WORD.findall(spaced.lower()) if w not in _STOPWORDS]
+    words = _WORD.findall(spaced.lower())
+    return [_stem(w) for w in words if len(w) > 1 and w not in _STOPWORDS]
 
 
 @attrs.frozen(kw_only=True)

@@ -9,7 +9,7 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from overstory.hierarchy._task import Handoff
+from overstory.hierarchy._task import SAME_INPUT, Handoff
 
 __all__ = ["converter", "from_json", "to_json"]
 
@@ -26,7 +26,7 @@ def _unstructure_handoff(handoff: Handoff) -> dict[str, Any]:
         for field in attrs.fields(Handoff)
         if field.name != "input"
     }
-    if handoff.input is not attrs.NOTHING:
+    if handoff.input is not SAME_INPUT:
         data["input"] = handoff.input
     return data
 

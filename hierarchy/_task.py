@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Final
 
 import attrs
 
 from overstory._checks import to_skills
 
-__all__ = ["Handoff", "Task"]
+__all__ = ["SAME_INPUT", "Handoff", "Task"]
+
+
+class _Same(enum.Enum):
+    SAME_INPUT = "same input"
+
+
+#: A hand-off's default input: the handing-off task's own input.
+SAME_INPUT: Final = _Same.SAME_INPUT
 
 
 @attrs.frozen(kw_only=True)
@@ -45,7 +54,7 @@ class Handoff:
 
     to: str | None = None
     goal: str | None = None
-    input: Any = attrs.field(default=attrs.NOTHING)
+    input: Any = SAME_INPUT
     skills: frozenset[str] = attrs.field(default=frozenset(), converter=to_skills)
     reason: str = ""
 

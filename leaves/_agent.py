@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import attrs
@@ -10,6 +9,7 @@ import attrs
 from overstory._checks import at_least, optional_positive, positive, to_skills
 from overstory.hierarchy._context import Context
 from overstory.hierarchy._task import Task
+from overstory.leaves._leaf import first_paragraph
 from overstory.supervisors._policies import Backoff, Restart
 
 __all__ = ["Agent", "AgentSpec"]
@@ -41,6 +41,8 @@ class Agent:
     restart: ClassVar[Restart] = Restart.PERMANENT
     #: Bound on one attempt, in seconds (``None``: only enclosing deadlines apply).
     timeout: ClassVar[float | None] = None
+    #: Bound on ``start()``; one that runs longer counts as a failed start.
+    start_timeout: ClassVar[float] = 60.0
     #: Bound on ``stop()``, which runs shielded from cancellation.
     stop_timeout: ClassVar[float] = 5.0
     #: Backoff between restarts of a crashed instance.
@@ -57,10 +59,6 @@ class Agent:
         """Release what ``start()`` opened. Runs shielded, bounded by ``stop_timeout``."""
 
 
-def _first_line(doc: str | None) -> str:
-    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
-
-
 @attrs.frozen(kw_only=True)
 class AgentSpec:
     """An :class:`Agent` subclass with its settings resolved; built by the tree."""
@@ -73,6 +71,7 @@ class AgentSpec:
     queue_limit: int = attrs.field(validator=at_least(0))
     restart: Restart = attrs.field(validator=attrs.validators.instance_of(Restart))
     timeout: float | None = attrs.field(validator=optional_positive())
+    start_timeout: float = attrs.field(validator=positive())
     stop_timeout: float = attrs.field(validator=positive())
     backoff: Backoff = attrs.field(validator=attrs.validators.instance_of(Backoff))
 
@@ -83,13 +82,14 @@ class AgentSpec:
         fields: dict[str, Any] = {
             "name": agent.name or agent.__name__,
             "description": (
-                agent.description if agent.description is not None else _first_line(agent.__doc__)
+                first_paragraph(agent.__doc__) if agent.description is None else agent.description
             ),
             "skills": agent.skills,
             "concurrency": agent.concurrency,
             "queue_limit": agent.queue_limit,
             "restart": Restart(restart) if isinstance(restart, str) else restart,
             "timeout": agent.timeout,
+            "start_timeout": agent.start_timeout,
             "stop_timeout": agent.stop_timeout,
             "backoff": agent.backoff,
         }

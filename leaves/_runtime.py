@@ -71,6 +71,7 @@ class _Instance:
         trio.MemorySendChannel[tuple[str, float]], trio.MemoryReceiveChannel[tuple[str, float]]
     ] = attrs.field(factory=lambda: trio.open_memory_channel[tuple[str, float]](math.inf))
     retired: bool = False
+    restarting: bool = False
     # Restarts in a row (reset after a healthy run of ``backoff.reset_after``).
     restarts: int = 0
     healthy_since: float = 0.0
@@ -106,6 +107,7 @@ class AgentPoolNode:
         self._free_send, self._free_recv = trio.open_memory_channel[_Instance](math.inf)
         self._instances: list[_Instance] = []
         self._live = 0
+        self._restarting = 0
         self._waiting = 0
         self._remaining = spec.concurrency
         self.restarts = 0
@@ -121,7 +123,14 @@ class AgentPoolNode:
         return self._live
 
     def healthy(self, now: float) -> bool:
-        return self._live > 0
+        """Live instances, or instances coming back from a crash (their tasks queue);
+        instances whose start() keeps failing do not count."""
+        return self._live > 0 or self._restarting > 0
+
+    def _settle_restart(self, instance: _Instance) -> None:
+        if instance.restarting:
+            instance.restarting = False
+            self._restarting -= 1
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start every instance, in order; returns when each has started once.
@@ -145,8 +154,10 @@ class AgentPoolNode:
         while not instance.retired:
             agent = self.spec.cls()
             try:
-                await agent.start()
+                with trio.fail_after(self.spec.start_timeout):
+                    await agent.start()
             except Exception as exc:
+                self._settle_restart(instance)
                 self._on_failure()
                 self._runtime.emit(
                     None,
@@ -173,6 +184,7 @@ class AgentPoolNode:
                 await self._stop_instance(instance)
                 return
             instance.agent = agent
+            self._settle_restart(instance)
             self._live += 1
             self._free_send.send_nowait(instance)
             if not reported:
@@ -184,6 +196,7 @@ class AgentPoolNode:
                 instance.retired = True
             await self._stop_instance(instance)
             if instance.retired:
+                self._settle_restart(instance)
                 self._retire()
                 return
             await trio.sleep(delay)
@@ -214,6 +227,7 @@ class AgentPoolNode:
         records: list[ShutdownRecord] = []
         for instance in reversed(self._instances):
             instance.retired = True
+            self._settle_restart(instance)
             if instance.agent is not None:
                 self._live -= 1
             record = await self._stop_instance(instance)
@@ -223,7 +237,7 @@ class AgentPoolNode:
         return records
 
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
-        if self._live == 0:
+        if self._live == 0 and self._restarting == 0:
             raise AgentUnavailable(self.path, "no live instance")
         try:
             instance = self._free_recv.receive_nowait()
@@ -271,6 +285,8 @@ class AgentPoolNode:
             self._free_send.send_nowait(instance)
             return
         self._live -= 1
+        self._restarting += 1
+        instance.restarting = True
         delay = 0.0
         if not (how == "raised" and restart is Restart.TEMPORARY):
             # Decided now, while the crashed attempt's span is open, so the restart is

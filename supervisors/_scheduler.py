@@ -73,7 +73,7 @@ class _Unit:
     done: bool = False
     stale: bool = False
     output: Any = None
-    started: float = 0.0
+    started: float | None = None  # when the unit's first attempt started
 
 
 @attrs.frozen
@@ -132,7 +132,7 @@ class PlanRun:
                 self._launch(trio.current_time())
                 if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
                     break
-                with trio.move_on_at(self._next_wake()):
+                with trio.move_on_at(self._next_wake(trio.current_time())):
                     self._apply(await self.receive.receive())
                     while True:
                         try:
@@ -147,13 +147,15 @@ class PlanRun:
 
     # -- launching ----------------------------------------------------------------------
 
-    def _next_wake(self) -> float:
+    def _next_wake(self, now: float) -> float:
+        # Only future wake-ups: units eligible now but held back by max_parallel start when
+        # a running unit reports, and waking for them would spin without yielding time.
         pending = [
             unit.eligible_at
             for s in self.steps
             if s.phase is _Phase.RUNNING and s.units is not None
             for unit in s.units
-            if not unit.done and unit.scope is None
+            if not unit.done and unit.scope is None and unit.eligible_at > now
         ]
         return min(pending, default=math.inf)
 
@@ -179,7 +181,10 @@ class PlanRun:
         step_run.phase = _Phase.RUNNING
         source = step.source
         if source is None:
-            items: list[tuple[str, int | None, Any]] = [(step.name, None, self.task.input)]
+            # One unit; when this task is an item of the parent's fan-out, so is the unit.
+            items: list[tuple[str, int | None, Any]] = [
+                (step.name, self.task.item, self.task.input)
+            ]
         else:
             try:
                 values = self._fan_out_values(step, *source)
@@ -224,7 +229,8 @@ class PlanRun:
     def _start(self, unit: _Unit, now: float) -> None:
         assert self.nursery is not None
         unit.scope = trio.CancelScope()
-        unit.started = now
+        if unit.started is None:
+            unit.started = now
         self.running += 1
         unit.run.running += 1
         self.nursery.start_soon(self._unit_task, unit, unit.scope)
@@ -320,6 +326,7 @@ class PlanRun:
     def _record(
         self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
     ) -> None:
+        started = now if unit.started is None else unit.started
         self.run_state.steps.append(
             StepRecord(
                 supervisor=self.sup.path,
@@ -329,8 +336,8 @@ class PlanRun:
                 attempts=unit.track.total,
                 runs=unit.run.runs,
                 item=unit.item,
-                started=unit.started - self.run_state.started,
-                duration=now - unit.started,
+                started=started - self.run_state.started,
+                duration=now - started,
                 review=unit.run.review_label,
                 resumed=resumed,
             )

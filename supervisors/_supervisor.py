@@ -12,11 +12,11 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import trio
 
 from overstory._errors import (
     AttemptTimeout,
+    BudgetExhausted,
     CandidatesExhausted,
     Escalation,
     Failure,
@@ -33,7 +33,7 @@ from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import SupervisorSpec
-from overstory.hierarchy._task import Handoff, Task
+from overstory.hierarchy._task import SAME_INPUT, Handoff, Task
 from overstory.supervisors._decisions import (
     Decision,
     Done,
@@ -336,6 +336,10 @@ class SupervisorNode:
                 track.previous = child_span
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
+                except BudgetExhausted as exc:
+                    # The goal ran out of budget: not the child's fault, so no breaker.
+                    child_span.record_failure(exc)
+                    raise
                 except Exception as exc:
                     child_span.record_failure(exc)
                     stats[2] += 1
@@ -444,13 +448,26 @@ class SupervisorNode:
         """Record a failed attempt and choose: retry, reassign or escalate."""
         definition = child.definition
         step = track.step
-        run.fail(
-            path=definition.path,
-            layer=definition.layer.value,
-            step=step,
-            attempt=track.attempt,
-            error=error,
-        )
+        if isinstance(error, BudgetExhausted):
+            # The goal is already cancelled; pass the reason up without counting anything.
+            if not run.recorded(error):
+                run.fail(
+                    path=definition.path,
+                    layer=definition.layer.value,
+                    step=step,
+                    attempt=track.attempt,
+                    error=error,
+                )
+            return Escalate(error)
+        # A child supervisor's escalation is in the chain already: it recorded it itself.
+        if not (isinstance(error, Escalation) and run.recorded(error)):
+            run.fail(
+                path=definition.path,
+                layer=definition.layer.value,
+                step=step,
+                attempt=track.attempt,
+                error=error,
+            )
         error_type = type(error).__name__
         self.count_failure(
             span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
@@ -618,7 +635,7 @@ class SupervisorNode:
             handed = Task(
                 goal=step.goal,
                 goal_id=run.goal_id,
-                input=task.input if handoff.input is attrs.NOTHING else handoff.input,
+                input=task.input if handoff.input is SAME_INPUT else handoff.input,
                 step=task.step,
                 skills=step.skills,
                 to=handoff.to.split("/", 1)[1] if handoff.to and "/" in handoff.to else None,

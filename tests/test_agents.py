@@ -289,7 +289,8 @@ async def test_shutdown_cancels_in_flight_goals_and_runs_finally(
     outcomes = [await h.outcome() for h in handles]
     assert {o.status for o in outcomes} == {ov.Status.CANCELLED}
     assert sorted(cleaned) == ["g0", "g1", "g2"]
-    assert runner.report is not None and len(runner.report.cancelled_goals) == 3
+    assert runner.report is not None
+    assert len(runner.report.cancelled_goals) == 3
     assert runner.in_flight == ()
 
 
@@ -305,8 +306,131 @@ async def test_grace_lets_in_flight_goals_finish(autojump_clock: trio.abc.Clock)
     async with tree.running(grace=10.0) as runner:
         quick = await runner.submit("q", input=5)
         slow = await runner.submit("s", input=50)
-        with pytest.raises(ov.RunnerClosed):
-            runner._accepting = False
-            await runner.submit("late")
     assert (await quick.outcome()).status is ov.Status.SUCCEEDED
     assert (await slow.outcome()).status is ov.Status.CANCELLED
+    assert trio.current_time() == 10.0
+
+
+async def test_submit_after_exit_is_refused() -> None:
+    """Once running() has exited, submit() raises RunnerClosed."""
+
+    @ov.leaf
+    async def noop(task: ov.Task, ctx: ov.Context) -> None:
+        return None
+
+    async with ov.Tree("t", ov.Tactical("team", children=[noop])).running() as runner:
+        pass
+    with pytest.raises(ov.RunnerClosed):
+        await runner.submit("late")
+
+
+async def test_start_that_hangs_is_a_start_failure(autojump_clock: trio.abc.Clock) -> None:
+    """A start() running past start_timeout fails the tree's start like one that raises."""
+
+    class Hangs(ov.Agent):
+        """Never finishes starting."""
+
+        start_timeout = 3.0
+
+        async def start(self) -> None:
+            await trio.sleep_forever()
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[Hangs]))
+    with pytest.raises(ov.StartError, match=r"t/team/Hangs: TooSlowError"):
+        async with tree.running():
+            pytest.fail("must not start")
+    assert trio.current_time() == 3.0
+
+
+async def test_stop_that_raises_is_reported_and_others_still_stop(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """An agent whose stop() raises is reported; the agents before it still stop."""
+    log: list[str] = []
+
+    class First(ov.Agent):
+        """Stops fine."""
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+        async def stop(self) -> None:
+            log.append("first stopped")
+
+    class Second(ov.Agent):
+        """Fails to stop."""
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None: ...
+
+        async def stop(self) -> None:
+            raise OSError("socket already closed")
+
+    async with ov.Tree("t", ov.Tactical("team", children=[First, Second])).running() as runner:
+        pass
+    assert log == ["first stopped"]
+    assert runner.report is not None
+    assert runner.report.failed == ("t/team/Second",)
+    assert runner.report.stopped == ("t/team/Second", "t/team/First")
+
+
+async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.abc.Clock) -> None:
+    """Fault injection: two tasks crash their instances (two seconds apart); each instance is
+    restarted in the background while the other keeps serving, and every goal succeeds."""
+    handled: list[int] = []
+
+    class Sometimes(ov.Agent):
+        """Crashes on tasks 1 and 4."""
+
+        concurrency = 2
+        backoff = ov.Backoff(initial=0.5, cap=0.5, jitter=0.0)
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> int:
+            handled.append(task.input)
+            await trio.sleep(1)
+            if task.input in (1, 4) and ctx.attempt == 1:
+                raise RuntimeError("crash")
+            return int(task.input)
+
+    tree = ov.Tree(
+        "t",
+        ov.Tactical(
+            "team",
+            children=[Sometimes],
+            retry=ov.Retry(attempts=3, backoff=ov.Backoff(initial=1.0, cap=1.0, jitter=0.0)),
+            intensity=ov.Intensity(max_failures=100),
+            breaker=None,
+        ),
+    )
+    async with tree.running() as runner:
+        handles = [await runner.submit("go", input=i) for i in range(6)]
+        outputs = [(await h.outcome()).output for h in handles]
+        (health,) = [h for h in runner.health() if h.path == "t/team/Sometimes"]
+    assert outputs == list(range(6))
+    assert health.restarts == 2
+    assert health.live == 2
+
+
+async def test_tasks_wait_for_an_instance_that_is_restarting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A single-instance agent that crashed is 'coming back', not unavailable: the retry
+    queues for the restarted instance instead of failing at once."""
+    attempts: list[tuple[int, float]] = []
+
+    class Once(ov.Agent):
+        """Crashes on its first task."""
+
+        backoff = ov.Backoff(initial=5.0, cap=5.0, jitter=0.0)
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> str:
+            attempts.append((ctx.attempt, trio.current_time()))
+            if ctx.attempt == 1:
+                raise RuntimeError("crash")
+            return "ok"
+
+    retry = ov.Retry(attempts=2, backoff=ov.Backoff(initial=0.1, cap=0.1, jitter=0.0))
+    tree = ov.Tree("t", ov.Tactical("team", children=[Once], retry=retry))
+    outcome = await tree.run("go")
+    assert outcome.ok
+    assert attempts == [(1, 0.0), (2, 5.0)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 from support import Calls, events_of, failing_leaf
@@ -39,7 +41,7 @@ async def test_backoff_delays_follow_the_schedule(autojump_clock: trio.abc.Clock
 
     outcome = await ov.Tree("t", team(a)).run("work")
     assert outcome.ok
-    assert [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)] == [1.0, 2.0]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [1.0, 2.0]
 
 
 async def test_reassign_after_attempts_exhausted(autojump_clock: trio.abc.Clock) -> None:
@@ -78,7 +80,8 @@ async def test_escalation_at_root_fails_goal_with_chain(autojump_clock: trio.abc
         ("t/team", "CandidatesExhausted", 6),
     ]
     assert "RuntimeError: boom" in outcome.failures[0].traceback
-    assert outcome.error is not None and outcome.error.startswith("CandidatesExhausted")
+    assert outcome.error is not None
+    assert outcome.error.startswith("CandidatesExhausted")
 
 
 async def test_parent_reassigns_escalated_step_to_another_team(
