@@ -31,7 +31,7 @@ from typing import Any, Literal
 import attrs
 import trio
 from opentelemetry import trace as trace_api
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -336,10 +336,15 @@ def configure(
     base = service_name or _env("OTEL_SERVICE_NAME")
     meter_provider = None
     if readers:
+        # Exemplars (a sampled span id kept per measurement) double the cost of every
+        # measurement; overstory's metrics are counts and durations that traces already
+        # explain, so they are off unless OTEL_METRICS_EXEMPLAR_FILTER asks for them.
+        exemplars = None if _env("OTEL_METRICS_EXEMPLAR_FILTER") else AlwaysOffExemplarFilter()
         meter_provider = MeterProvider(
             metric_readers=readers,
             resource=Resource.create({"service.name": base or "overstory"}),
             shutdown_on_exit=False,
+            exemplar_filter=exemplars,
         )
     instrumentation = OtelInstrumentation(
         processor,

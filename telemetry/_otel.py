@@ -127,7 +127,9 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 def _type_name(error: BaseException) -> str:
     kind = type(error)
     module = kind.__module__
-    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+    return (
+        kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+    )
 
 
 def stacktrace(error: BaseException) -> str:
