@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import attrs
@@ -10,6 +9,7 @@ import attrs
 from overstory._checks import at_least, optional_positive, positive, to_skills
 from overstory.hierarchy._context import Context
 from overstory.hierarchy._task import Task
+from overstory.leaves._leaf import first_paragraph
 from overstory.supervisors._policies import Backoff, Restart
 
 __all__ = ["Agent", "AgentSpec"]
@@ -59,10 +59,6 @@ class Agent:
         """Release what ``start()`` opened. Runs shielded, bounded by ``stop_timeout``."""
 
 
-def _first_line(doc: str | None) -> str:
-    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
-
-
 @attrs.frozen(kw_only=True)
 class AgentSpec:
     """An :class:`Agent` subclass with its settings resolved; built by the tree."""
@@ -86,7 +82,7 @@ class AgentSpec:
         fields: dict[str, Any] = {
             "name": agent.name or agent.__name__,
             "description": (
-                agent.description if agent.description is not None else _first_line(agent.__doc__)
+                first_paragraph(agent.__doc__) if agent.description is None else agent.description
             ),
             "skills": agent.skills,
             "concurrency": agent.concurrency,

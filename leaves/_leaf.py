@@ -17,7 +17,8 @@ __all__ = ["FunctionLeaf", "LeafFunction", "leaf"]
 LeafFunction = Callable[[Task, Context], Awaitable[Any]]
 
 
-def _first_line(doc: str | None) -> str:
+def first_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line: an agent's default description."""
     return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
 
 
@@ -45,7 +46,7 @@ class FunctionLeaf:
     @classmethod
     def from_function(cls, fn: LeafFunction) -> FunctionLeaf:
         """Wrap an undecorated async function: its name and docstring describe it."""
-        return cls(fn=fn, name=fn.__name__, description=_first_line(fn.__doc__))
+        return cls(fn=fn, name=fn.__name__, description=first_paragraph(fn.__doc__))
 
 
 @overload
@@ -84,7 +85,7 @@ def leaf(
         return FunctionLeaf(
             fn=function,
             name=name or function.__name__,
-            description=_first_line(function.__doc__) if description is None else description,
+            description=first_paragraph(function.__doc__) if description is None else description,
             skills=skill_set,
             timeout=timeout,
             concurrency=concurrency,

@@ -70,6 +70,7 @@ class _Instance:
         factory=lambda: trio.open_memory_channel[str](math.inf)
     )
     retired: bool = False
+    restarting: bool = False
 
 
 def _retired(instance: _Instance) -> bool:
@@ -102,6 +103,7 @@ class AgentPoolNode:
         self._free_send, self._free_recv = trio.open_memory_channel[_Instance](math.inf)
         self._instances: list[_Instance] = []
         self._live = 0
+        self._restarting = 0
         self._waiting = 0
         self._remaining = spec.concurrency
         self.restarts = 0
@@ -117,7 +119,14 @@ class AgentPoolNode:
         return self._live
 
     def healthy(self, now: float) -> bool:
-        return self._live > 0
+        """Live instances, or instances coming back from a crash (their tasks queue);
+        instances whose start() keeps failing do not count."""
+        return self._live > 0 or self._restarting > 0
+
+    def _settle_restart(self, instance: _Instance) -> None:
+        if instance.restarting:
+            instance.restarting = False
+            self._restarting -= 1
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start every instance, in order; returns when each has started once.
@@ -145,6 +154,7 @@ class AgentPoolNode:
                 with trio.fail_after(self.spec.start_timeout):
                     await agent.start()
             except Exception as exc:
+                self._settle_restart(instance)
                 self._on_failure()
                 self._runtime.emit(
                     None,
@@ -170,6 +180,7 @@ class AgentPoolNode:
                 await self._stop_instance(instance)
                 return
             instance.agent = agent
+            self._settle_restart(instance)
             self._live += 1
             self._free_send.send_nowait(instance)
             if not reported:
@@ -182,6 +193,7 @@ class AgentPoolNode:
                 instance.retired = True
             await self._stop_instance(instance)
             if instance.retired:
+                self._settle_restart(instance)
                 self._retire()
                 return
             if trio.current_time() - healthy_since >= self.spec.backoff.reset_after:
@@ -227,6 +239,7 @@ class AgentPoolNode:
         records: list[ShutdownRecord] = []
         for instance in reversed(self._instances):
             instance.retired = True
+            self._settle_restart(instance)
             if instance.agent is not None:
                 self._live -= 1
             record = await self._stop_instance(instance)
@@ -236,7 +249,7 @@ class AgentPoolNode:
         return records
 
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
-        if self._live == 0:
+        if self._live == 0 and self._restarting == 0:
             raise AgentUnavailable(self.path, "no live instance")
         try:
             instance = self._free_recv.receive_nowait()
@@ -276,4 +289,6 @@ class AgentPoolNode:
             self._free_send.send_nowait(instance)
         else:
             self._live -= 1
+            self._restarting += 1
+            instance.restarting = True
             instance.crashes[0].send_nowait(how)

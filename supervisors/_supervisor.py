@@ -16,6 +16,7 @@ import trio
 
 from overstory._errors import (
     AttemptTimeout,
+    BudgetExhausted,
     CandidatesExhausted,
     Escalation,
     Failure,
@@ -316,6 +317,10 @@ class SupervisorNode:
             ) as child_span:
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
+                except BudgetExhausted as exc:
+                    # The goal ran out of budget: not the child's fault, so no breaker.
+                    child_span.record_failure(exc)
+                    raise
                 except Exception as exc:
                     child_span.record_failure(exc)
                     stats[2] += 1
@@ -424,6 +429,17 @@ class SupervisorNode:
         """Record a failed attempt and choose: retry, reassign or escalate."""
         definition = child.definition
         step = track.step
+        if isinstance(error, BudgetExhausted):
+            # The goal is already cancelled; pass the reason up without counting anything.
+            if not run.recorded(error):
+                run.fail(
+                    path=definition.path,
+                    layer=definition.layer.value,
+                    step=step,
+                    attempt=track.attempt,
+                    error=error,
+                )
+            return Escalate(error)
         run.fail(
             path=definition.path,
             layer=definition.layer.value,

@@ -375,12 +375,12 @@ async def test_stop_that_raises_is_reported_and_others_still_stop(
 
 
 async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.abc.Clock) -> None:
-    """Fault injection: an instance that crashes every other task is restarted in the
-    background while retries land on the healthy instance; every goal succeeds."""
+    """Fault injection: two tasks crash their instances (two seconds apart); each instance is
+    restarted in the background while the other keeps serving, and every goal succeeds."""
     handled: list[int] = []
 
     class Sometimes(ov.Agent):
-        """Crashes on odd tasks."""
+        """Crashes on tasks 1 and 4."""
 
         concurrency = 2
         backoff = ov.Backoff(initial=0.5, cap=0.5, jitter=0.0)
@@ -388,8 +388,8 @@ async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.ab
         async def handle(self, task: ov.Task, ctx: ov.Context) -> int:
             handled.append(task.input)
             await trio.sleep(1)
-            if task.input % 2 and ctx.attempt == 1:
-                raise RuntimeError("odd")
+            if task.input in (1, 4) and ctx.attempt == 1:
+                raise RuntimeError("crash")
             return int(task.input)
 
     tree = ov.Tree(
@@ -397,7 +397,8 @@ async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.ab
         ov.Tactical(
             "team",
             children=[Sometimes],
-            retry=ov.Retry(attempts=3, backoff=ov.Backoff(initial=0.1, cap=0.1)),
+            retry=ov.Retry(attempts=3, backoff=ov.Backoff(initial=1.0, cap=1.0, jitter=0.0)),
+            intensity=ov.Intensity(max_failures=100),
             breaker=None,
         ),
     )
@@ -406,5 +407,30 @@ async def test_handle_crash_restart_while_goals_continue(autojump_clock: trio.ab
         outputs = [(await h.outcome()).output for h in handles]
         (health,) = [h for h in runner.health() if h.path == "t/team/Sometimes"]
     assert outputs == list(range(6))
-    assert health.restarts == 3
+    assert health.restarts == 2
     assert health.live == 2
+
+
+async def test_tasks_wait_for_an_instance_that_is_restarting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A single-instance agent that crashed is 'coming back', not unavailable: the retry
+    queues for the restarted instance instead of failing at once."""
+    attempts: list[tuple[int, float]] = []
+
+    class Once(ov.Agent):
+        """Crashes on its first task."""
+
+        backoff = ov.Backoff(initial=5.0, cap=5.0, jitter=0.0)
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> str:
+            attempts.append((ctx.attempt, trio.current_time()))
+            if ctx.attempt == 1:
+                raise RuntimeError("crash")
+            return "ok"
+
+    retry = ov.Retry(attempts=2, backoff=ov.Backoff(initial=0.1, cap=0.1, jitter=0.0))
+    tree = ov.Tree("t", ov.Tactical("team", children=[Once], retry=retry))
+    outcome = await tree.run("go")
+    assert outcome.ok
+    assert attempts == [(1, 0.0), (2, 5.0)]

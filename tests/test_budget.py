@@ -56,3 +56,26 @@ async def test_time_budget_is_a_deadline(autojump_clock: trio.abc.Clock) -> None
     )
     assert outcome.status is ov.Status.TIMED_OUT
     assert outcome.duration == 4.5
+
+
+async def test_exhaustion_is_not_counted_against_agents(autojump_clock: trio.abc.Clock) -> None:
+    """Running out of budget trips no breaker and adds nothing to any intensity window."""
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            children=[ov.Tactical("team", children=[spender], breaker=ov.Breaker(failures=1))],
+            breaker=ov.Breaker(failures=1),
+        ),
+    )
+    async with tree.running() as runner:
+        outcome = await (await runner.submit("go", budget=ov.Budget(cost=0.015))).outcome()
+        health = {h.path: h for h in runner.health()}
+        now = trio.current_time()
+        gates = [runner.root.gate, runner.root.children["team"].gate]  # type: ignore[attr-defined]
+        assert [g.recent_failures(now) for g in gates] == [0, 0]
+    assert outcome.status is ov.Status.BUDGET_EXHAUSTED
+    assert health["t/boss/team"].breaker == "closed"
+    assert health["t/boss/team/spender"].breaker == "closed"
+    assert health["t/boss/team/spender"].failed == 0
+    assert [f.error_type for f in outcome.failures] == ["BudgetExhausted"]
