@@ -71,7 +71,8 @@ class _Unit:
     input: Any
     track: Track
     eligible_at: float
-    scope: trio.CancelScope | None = None
+    active: bool = False  # an attempt is running
+    scope: trio.CancelScope | None = None  # only when a group restart may cancel it
     done: bool = False
     stale: bool = False
     output: Any = None
@@ -118,6 +119,7 @@ class PlanRun:
         self.tracks: dict[str, Track] = {}
         self.running = 0
         self.limit = supervisor.spec.max_parallel
+        self.cancellable = supervisor.spec.strategy is not Strategy.ONE_FOR_ONE
         self.error: Failure | None = None
         self.send, self.receive = trio.open_memory_channel[_Notice](math.inf)
         self.nursery: trio.Nursery | None = None
@@ -176,7 +178,7 @@ class PlanRun:
             for s in self.steps
             if s.idle and s.phase is _Phase.RUNNING and s.units is not None
             for unit in s.units
-            if not unit.done and unit.scope is None and unit.eligible_at > now
+            if not unit.done and not unit.active and unit.eligible_at > now
         ]
         return min(pending, default=math.inf)
 
@@ -193,7 +195,7 @@ class PlanRun:
                 for unit in step_run.units:
                     if self.running >= self.limit or step_run.running >= cap:
                         break
-                    if not unit.done and unit.scope is None and unit.eligible_at <= now:
+                    if not unit.done and not unit.active and unit.eligible_at <= now:
                         self._start(unit, now)
 
     def _expand(self, step_run: _StepRun, now: float) -> None:
@@ -247,14 +249,23 @@ class PlanRun:
 
     def _start(self, unit: _Unit, now: float) -> None:
         assert self.nursery is not None
-        unit.scope = trio.CancelScope()
+        unit.active = True
         unit.started = now
         self.running += 1
         unit.run.running += 1
         unit.run.idle -= 1
-        self.nursery.start_soon(self._unit_task, unit, unit.scope)
+        if self.cancellable:
+            unit.scope = trio.CancelScope()
+            self.nursery.start_soon(self._cancellable_unit_task, unit, unit.scope)
+        else:
+            self.nursery.start_soon(self._unit_task, unit)
 
-    async def _unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
+    async def _unit_task(self, unit: _Unit) -> None:
+        # one_for_one never cancels a running unit (a rejected review re-runs a step
+        # whose units are all done), so the unit needs no cancel scope of its own.
+        self.send.send_nowait(_UnitEnded(unit, await self._attempt(unit)))
+
+    async def _cancellable_unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
         with scope:
             decision = await self._attempt(unit)
@@ -263,9 +274,11 @@ class PlanRun:
     async def _attempt(self, unit: _Unit) -> Decision:
         run = self.run_state
         step = unit.run.step
-        key = f"{self.sup.path}#{unit.key}"
-        if key in run.checkpoints:
-            return Done(run.checkpoints[key], None, resumed=True)
+        key = None
+        if run.checkpoints or run.on_checkpoint is not None:
+            key = f"{self.sup.path}#{unit.key}"
+            if key in run.checkpoints:
+                return Done(run.checkpoints[key], None, resumed=True)
         outputs: Mapping[str, Any] = self.ctx.outputs
         if step.after:
             outputs = {**outputs, **{d: self.by_name[d].output for d in step.after}}
@@ -289,7 +302,8 @@ class PlanRun:
             feedback=self.feedback + tuple(unit.run.feedback),
         )
         if (
-            isinstance(decision, Done)
+            key is not None
+            and isinstance(decision, Done)
             and run.on_checkpoint is not None
             and not isinstance(decision.output, UpwardHandoff)
         ):
@@ -305,6 +319,7 @@ class PlanRun:
         unit = notice.unit
         self.running -= 1
         unit.run.running -= 1
+        unit.active = False
         unit.scope = None
         decision = notice.decision
         if unit.stale or decision is None:
