@@ -20,7 +20,7 @@ from overstory.hierarchy._layer import Layer
 __all__ = ["Candidate", "LexicalRouter", "RouteRequest", "Router", "tokenize"]
 
 
-@attrs.frozen(kw_only=True, cache_hash=True)
+@attrs.frozen(kw_only=True)
 class Candidate:
     """A child as the router sees it. A team's skills include its members' skills."""
 
@@ -42,8 +42,6 @@ class RouteRequest:
 
 
 Router = Callable[[RouteRequest, Sequence[Candidate]], Awaitable[Sequence[str]]]
-
-_MEMO_SIZE = 4096
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -127,23 +125,11 @@ class LexicalRouter:
 
     k1: float = 1.2
     b: float = 0.75
-    # The ranking is a pure function of (request, candidates), so the router remembers
-    # recent answers: a fan-out asks the same question once per item, and a static plan
-    # once per goal. Bounded; cleared when full.
-    _memo: dict[tuple[RouteRequest, tuple[Candidate, ...]], tuple[str, ...]] = attrs.field(
-        factory=dict, init=False, repr=False, eq=False, hash=False
-    )
 
     async def __call__(
         self, request: RouteRequest, candidates: Sequence[Candidate]
     ) -> Sequence[str]:
-        key = (request, tuple(candidates))
-        ranked = self._memo.get(key)
-        if ranked is None:
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            ranked = self._memo[key] = tuple(self.rank(request, candidates))
-        return ranked
+        return self.rank(request, candidates)
 
     def rank(self, request: RouteRequest, candidates: Sequence[Candidate]) -> list[str]:
         """The synchronous ranking behind ``__call__``."""

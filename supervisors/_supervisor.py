@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -52,6 +53,10 @@ from overstory.telemetry._hooks import SpanHook
 __all__ = ["SupervisorNode"]
 
 _DEFAULT_ROUTER = LexicalRouter()
+_HANDOFFS = (Handoff, UpwardHandoff)
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+# Rankings remembered per supervisor, for routers known to be pure functions.
+_RANK_MEMO_SIZE = 1024
 
 _BREAKER_EVENTS = {
     BreakerState.OPEN: EventKind.BREAKER_OPEN,
@@ -77,6 +82,11 @@ class SupervisorNode:
             else {}
         )
         self.router = spec.router or _DEFAULT_ROUTER
+        # The default router ranks by the request and the candidates alone, so the final
+        # order is remembered per (step, children available for it).
+        self._rank_memo: dict[tuple[Step, tuple[str, ...]], tuple[str, ...]] | None = (
+            {} if type(self.router) is LexicalRouter else None
+        )
         self._candidates = {
             name: Candidate(
                 name=name,
@@ -237,6 +247,18 @@ class SupervisorNode:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
         now = trio.current_time()
         names = [n for n in self.children if n != exclude and self.available(n, now)]
+        memo = self._rank_memo
+        if memo is not None:
+            key = (step, tuple(names))
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= _RANK_MEMO_SIZE:
+                    memo.clear()
+                known = memo[key] = tuple(await self._rank(step, names))
+            return list(known)
+        return await self._rank(step, names)
+
+    async def _rank(self, step: Step, names: list[str]) -> list[str]:
         target = step.to.split("/", 1)[0] if step.to else None
         request = RouteRequest(
             goal=step.goal, skills=step.skills, to=target, step=step.name, path=self.path
@@ -400,7 +422,7 @@ class SupervisorNode:
             )
         except Exception as exc:
             return self.decide(track, child, exc, run, span)
-        if isinstance(output, Handoff | UpwardHandoff):
+        if isinstance(output, _HANDOFFS):
             try:
                 output = await self.follow_handoff(
                     output, child, task, run, span, outputs, feedback
