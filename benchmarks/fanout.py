@@ -17,6 +17,8 @@ import argparse
 import random
 from typing import Any
 
+import trio.lowlevel
+
 from benchmarks._common import current_rss_mb, emit, peak_rss_mb, timed
 
 SYSTEMS = ("trio", "overstory", "langgraph")
@@ -64,7 +66,7 @@ def run_trio(args: argparse.Namespace, table: Table) -> dict[str, Any]:
     async def leaf(g: int, s: int, i: int, a: int) -> dict[str, Any]:
         nonlocal calls
         calls += 1
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         if table.fails(g, s, i, a):
             raise LeafError(f"goal {g} step {s} item {i} attempt {a}")
         return {"g": g, "s": s, "i": i, "ok": True}
@@ -122,7 +124,7 @@ def build_tree(args: argparse.Namespace, table: Table) -> Any:
         @ov.leaf(name="work", description="Does one unit of work")
         async def work(task: ov.Task, ctx: ov.Context) -> dict[str, Any]:
             counter["calls"] += 1
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             g, i = task.input["g"], task.input["i"]
             if table.fails(g, s, i, ctx.attempt - 1):
                 raise LeafError(f"goal {g} step {s} item {i} attempt {ctx.attempt}")
@@ -192,7 +194,8 @@ def run_overstory(args: argparse.Namespace, table: Table) -> dict[str, Any]:
                 if outcome.status is ov.Status.SUCCEEDED:
                     succeeded += 1
                     output = outcome.output
-                    assert len(output) == args.steps and len(output["s0"]) == args.leaves
+                    assert len(output) == args.steps
+                    assert len(output["s0"]) == args.leaves
 
     seconds, _ = timed(lambda: trio.run(main))
     return {"seconds": seconds, "calls": counter["calls"], "succeeded": succeeded}
@@ -213,12 +216,14 @@ def run_langgraph(args: argparse.Namespace, table: Table) -> dict[str, Any]:
     tries: dict[tuple[int, int, int], int] = {}
 
     # The functional form: this module's postponed annotations would hide the reducer.
-    State = TypedDict(  # type: ignore[misc]
+    State = TypedDict(  # type: ignore[misc]  # noqa: UP013
         "State", {"g": int, "results": Annotated[list[dict[str, Any]], operator.add]}
     )
 
     def plan(state: Any) -> Command[Any]:
-        return Command(goto=[Send("tactical", {"g": state["g"], "s": s}) for s in range(args.steps)])
+        return Command(
+            goto=[Send("tactical", {"g": state["g"], "s": s}) for s in range(args.steps)]
+        )
 
     def tactical(arg: dict[str, int]) -> Command[Any]:
         g, s = arg["g"], arg["s"]

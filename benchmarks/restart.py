@@ -33,13 +33,13 @@ def run_trio(args: argparse.Namespace) -> tuple[float, int]:
 
     class Worker:
         async def start(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
         async def handle(self, task: int) -> int:
             raise Crash(f"task {task}")
 
         async def stop(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     restarts = 0
     seconds = 0.0
@@ -75,13 +75,13 @@ def run_overstory(args: argparse.Namespace) -> tuple[float, int]:
         backoff = ov.Backoff(initial=0.0, cap=0.0, jitter=0.0)
 
         async def start(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
         async def handle(self, task: ov.Task, ctx: ov.Context) -> None:
             raise Crash(f"attempt {ctx.attempt}")
 
         async def stop(self) -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     team = ov.Tactical(
         "team",
@@ -109,7 +109,7 @@ def run_overstory(args: argparse.Namespace) -> tuple[float, int]:
                 (health,) = [h for h in runner.health() if h.path == "restart/team/Crasher"]
                 if health.restarts >= args.restarts and health.live == 1:
                     break
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             seconds = time.perf_counter() - start
             restarts = health.restarts
 

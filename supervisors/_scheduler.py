@@ -136,9 +136,7 @@ class PlanRun:
                 while True:
                     now = trio.current_time()
                     self._launch(now)
-                    if self.error is not None or all(
-                        s.phase is _Phase.DONE for s in self.steps
-                    ):
+                    if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
                         break
                     wake = self._next_wake(now)
                     if wake == math.inf:

@@ -123,7 +123,8 @@ def test_failure_traceback_keeps_the_chain() -> None:
     except KeyError as exc:
         text = format_traceback(exc)
     assert text.startswith("Traceback (most recent call last):\n")
-    assert "in inner\n" in text and "in outer\n" in text
+    assert "in inner\n" in text
+    assert "in outer\n" in text
     assert "ValueError: inner problem\n" in text
     assert "The above exception was the direct cause of the following exception:" in text
     assert text.endswith("KeyError: 'outer problem'\n")
