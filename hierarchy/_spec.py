@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from overstory._checks import at_least, optional_positive, to_skills
+from overstory._checks import at_least, optional_positive, to_skills, to_tuple
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import PlanFunction, Step
 from overstory.hierarchy._task import Task
@@ -66,7 +66,7 @@ class SupervisorSpec:
 
     name: str
     description: str = ""
-    children: tuple[Any, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    children: tuple[Any, ...] = attrs.field(default=(), converter=to_tuple, kw_only=True)
     plan: tuple[Step, ...] | PlanFunction | None = attrs.field(
         default=None, converter=_plan, kw_only=True
     )

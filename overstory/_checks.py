@@ -15,6 +15,7 @@ __all__ = [
     "positive",
     "to_names",
     "to_skills",
+    "to_tuple",
 ]
 
 
@@ -95,3 +96,12 @@ def to_skills(value: str | Iterable[str]) -> frozenset[str]:
 def to_names(value: str | Iterable[str]) -> tuple[str, ...]:
     """A tuple of names; a bare string is one name."""
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    """A tuple of the items of ``value``.
+
+    A typed stand-in for ``converter=tuple``: attrs' mypy plugin takes the ``__init__``
+    parameter's type from the converter, and cannot solve ``tuple``'s type variable.
+    """
+    return tuple(value)

@@ -10,7 +10,13 @@ import enum
 
 import attrs
 
-from overstory._checks import at_least, finite_non_negative, optional_positive, positive
+from overstory._checks import (
+    at_least,
+    finite_non_negative,
+    optional_positive,
+    positive,
+    to_tuple,
+)
 
 __all__ = ["Backoff", "Breaker", "Intensity", "Restart", "Retry", "Strategy"]
 
@@ -99,7 +105,7 @@ class Retry:
 
     attempts: int = attrs.field(default=3, validator=at_least(1))
     backoff: Backoff = attrs.field(factory=Backoff, validator=attrs.validators.instance_of(Backoff))
-    fatal: tuple[type[BaseException], ...] = attrs.field(default=(), converter=tuple)
+    fatal: tuple[type[BaseException], ...] = attrs.field(default=(), converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):

@@ -94,11 +94,12 @@ class GoalRun:
     usage: Usage = attrs.field(factory=Usage)
     failures: list[FailureRecord] = attrs.field(factory=list)
     steps: list[StepRecord] = attrs.field(factory=list)
-    _recorded: set[int] = attrs.field(factory=set, alias="_recorded")
+    # Recorded errors by id, kept alive while the goal runs so that no id is reused.
+    _recorded: dict[int, BaseException] = attrs.field(factory=dict, alias="_recorded")
 
     def recorded(self, error: BaseException) -> bool:
-        """Whether ``error`` is already in the failure chain."""
-        return id(error) in self._recorded
+        """Whether ``error`` (this very object) is already in the failure chain."""
+        return self._recorded.get(id(error)) is error
 
     def elapsed(self) -> float:
         return trio.current_time() - self.started
@@ -114,7 +115,7 @@ class GoalRun:
         with_traceback: bool = True,
     ) -> None:
         """Append ``error`` to the goal's failure chain."""
-        self._recorded.add(id(error))
+        self._recorded[id(error)] = error
         self.failures.append(
             FailureRecord(
                 path=path,

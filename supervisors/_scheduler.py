@@ -76,7 +76,7 @@ class _Unit:
     done: bool = False
     stale: bool = False
     output: Any = None
-    started: float = 0.0
+    started: float | None = None  # when the unit's first attempt started
 
 
 @attrs.frozen
@@ -202,7 +202,10 @@ class PlanRun:
         step_run.phase = _Phase.RUNNING
         source = step.source
         if source is None:
-            items: list[tuple[str, int | None, Any]] = [(step.name, None, self.task.input)]
+            # One unit; when this task is an item of the parent's fan-out, so is the unit.
+            items: list[tuple[str, int | None, Any]] = [
+                (step.name, self.task.item, self.task.input)
+            ]
         else:
             try:
                 values = self._fan_out_values(step, *source)
@@ -248,7 +251,8 @@ class PlanRun:
     def _start(self, unit: _Unit, now: float) -> None:
         assert self.nursery is not None
         unit.active = True
-        unit.started = now
+        if unit.started is None:
+            unit.started = now
         self.running += 1
         unit.run.running += 1
         unit.run.idle -= 1
@@ -359,6 +363,7 @@ class PlanRun:
     def _record(
         self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
     ) -> None:
+        started = now if unit.started is None else unit.started
         self.run_state.steps.append(
             StepRecord(
                 supervisor=self.sup.path,
@@ -368,8 +373,8 @@ class PlanRun:
                 attempts=unit.track.total,
                 runs=unit.run.runs,
                 item=unit.item,
-                started=unit.started - self.run_state.started,
-                duration=now - unit.started,
+                started=started - self.run_state.started,
+                duration=now - started,
                 review=unit.run.review_label,
                 resumed=resumed,
             )

@@ -462,13 +462,15 @@ class SupervisorNode:
                     error=error,
                 )
             return Escalate(error)
-        run.fail(
-            path=definition.path,
-            layer=definition.layer.value,
-            step=step,
-            attempt=track.attempt,
-            error=error,
-        )
+        # A child supervisor's escalation is in the chain already: it recorded it itself.
+        if not (isinstance(error, Escalation) and run.recorded(error)):
+            run.fail(
+                path=definition.path,
+                layer=definition.layer.value,
+                step=step,
+                attempt=track.attempt,
+                error=error,
+            )
         error_type = type(error).__name__
         self.count_failure(
             span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
