@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import attrs
 import trio
 
 from overstory._errors import (
@@ -29,11 +30,11 @@ from overstory._errors import (
     SupervisorTripped,
 )
 from overstory.hierarchy._blueprint import NodeDef
-from overstory.hierarchy._context import Context
+from overstory.hierarchy._context import Context, using_context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
-from overstory.hierarchy._spec import SupervisorSpec
+from overstory.hierarchy._spec import Strategic, SupervisorSpec
 from overstory.hierarchy._task import SAME_INPUT, Handoff, Task
 from overstory.supervisors._decisions import (
     Decision,
@@ -181,8 +182,7 @@ class SupervisorNode:
         feedback: list[str] = []
         step = task.step or self.definition.name
         while True:
-            steps = await self._plan_for(task, ctx, run)
-            outputs = await PlanRun(self, steps, task, ctx, run, span, tuple(feedback)).run()
+            steps, outputs = await self._plan_and_run(task, ctx, run, span, tuple(feedback))
             output = await self._aggregate(steps, outputs, task, ctx)
             if not self.spec.review or isinstance(output, UpwardHandoff):
                 return output
@@ -204,7 +204,39 @@ class SupervisorNode:
                     f"output rejected {len(feedback)} times; last feedback: {verdict.feedback}",
                 )
 
-    async def _plan_for(self, task: Task, ctx: Context, run: GoalRun) -> tuple[Step, ...]:
+    async def _plan_and_run(
+        self, task: Task, ctx: Context, run: GoalRun, span: SpanHook, feedback: tuple[str, ...]
+    ) -> tuple[tuple[Step, ...], dict[str, Any]]:
+        """Plan, run the plan, and re-plan after an escalation as ``replans`` allows."""
+        replans = self.spec.replans if isinstance(self.spec, Strategic) else 0
+        notes: tuple[str, ...] = ()
+        while True:
+            steps = await self._plan_for(task, ctx, run, notes)
+            try:
+                return steps, await PlanRun(self, steps, task, ctx, run, span, feedback).run()
+            except Escalation as exc:
+                if len(notes) >= replans or exc.fatal or isinstance(exc, SupervisorTripped):
+                    raise
+                notes = (
+                    *notes,
+                    f"step {exc.step!r} failed: {type(exc).__name__}: {exc.message}",
+                )
+                self.runtime.emit(
+                    span,
+                    self.runtime.event(
+                        EventKind.REPLAN,
+                        self.path,
+                        goal_id=run.goal_id,
+                        step=exc.step,
+                        attempt=len(notes),
+                        error_type=type(exc).__name__,
+                        message=exc.message,
+                    ),
+                )
+
+    async def _plan_for(
+        self, task: Task, ctx: Context, run: GoalRun, notes: tuple[str, ...] = ()
+    ) -> tuple[Step, ...]:
         if self._static_plan is not None:
             return self._static_plan
         plan = self.spec.plan
@@ -221,7 +253,14 @@ class SupervisorNode:
         with self.runtime.instrumentation.plan(
             name=self.definition.name, path=self.path, goal_id=run.goal_id
         ) as plan_span:
-            steps = await plan(task, ctx)
+            steps = await plan(
+                task,
+                attrs.evolve(
+                    ctx,
+                    children=tuple(self._candidates.values()),
+                    feedback=(*ctx.feedback, *notes),
+                ),
+            )
             try:
                 return validate_plan(steps, self.children)
             except ValueError as exc:
@@ -265,6 +304,8 @@ class SupervisorNode:
         )
         try:
             ranked = await self.router(request, [self._candidates[n] for n in names])
+        except BudgetExhausted:
+            raise  # the goal ran out of budget (a model router spent it), not a routing fault
         except Exception as exc:
             raise NoCandidate(self.path, step.name, f"the router failed: {exc!r}") from exc
         allowed = set(names)
@@ -326,17 +367,20 @@ class SupervisorNode:
         stats[0] += 1
         settled = False
         try:
-            with self.runtime.instrumentation.invoke(
-                layer=definition.layer,
-                name=definition.name,
-                path=definition.path,
-                description=definition.description,
-                goal_id=run.goal_id,
-                step=task.step,
-                attempt=attempt,
-                previous=previous,
-                attributes={},
-            ) as child_span:
+            with (
+                using_context(ctx),
+                self.runtime.instrumentation.invoke(
+                    layer=definition.layer,
+                    name=definition.name,
+                    path=definition.path,
+                    description=definition.description,
+                    goal_id=run.goal_id,
+                    step=task.step,
+                    attempt=attempt,
+                    previous=previous,
+                    attributes={},
+                ) as child_span,
+            ):
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
                 except BudgetExhausted as exc:
@@ -396,6 +440,16 @@ class SupervisorNode:
                 track.ranked = await self.rank(step)
             except NoCandidate as exc:
                 return self._escalate(exc, exc.__cause__, track, run, span)
+            except BudgetExhausted as exc:
+                if not run.recorded(exc):
+                    run.fail(
+                        path=self.path,
+                        layer=self.definition.layer.value,
+                        step=step.name,
+                        attempt=track.total,
+                        error=exc,
+                    )
+                return Escalate(exc)
         child = self.candidate(track, span)
         if child is None:
             if track.total == 0:
