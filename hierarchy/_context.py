@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
 
 from overstory.hierarchy._budget import Usage
+from overstory.hierarchy._routing import Candidate
 from overstory.hierarchy._task import Task
 
-__all__ = ["Context", "Memory"]
+__all__ = ["Context", "Memory", "current_context", "using_context"]
 
 
 class Memory(MutableMapping[str, Any]):
@@ -67,8 +69,10 @@ class Context:
     ``outputs`` maps the names of the step's dependencies (at every enclosing plan level)
     to their outputs; ``memory`` is the goal's shared blackboard; ``path`` is the agent's
     place in the tree; ``attempt`` counts from 1 on the current agent; ``feedback`` holds
-    the reviewer's feedback when the step is re-run after a rejection; ``usage`` is the
-    goal's running account (charge it with :meth:`charge`).
+    the reviewer's feedback when the step is re-run after a rejection (and, for a plan
+    function, why the previous plan failed when it re-plans); ``usage`` is the goal's
+    running account (charge it with :meth:`charge`). ``children`` is set for a
+    supervisor's plan function: its children as routing sees them.
     """
 
     task: Task
@@ -81,6 +85,7 @@ class Context:
     feedback: tuple[str, ...] = ()
     layer: str = "leaf"
     usage: Usage = attrs.field(factory=Usage)
+    children: tuple[Candidate, ...] = ()
 
     def charge(
         self,
@@ -108,3 +113,29 @@ class Context:
     def name(self) -> str:
         """The last segment of ``path``: the agent's own name."""
         return self.path.rsplit("/", 1)[-1]
+
+
+_CURRENT: ContextVar[Context | None] = ContextVar("overstory_context", default=None)
+
+
+def current_context() -> Context | None:
+    """The context of the agent whose work is running in this task, or ``None`` outside
+    a tree. A supervisor's routing, planning and aggregation see the supervisor's own."""
+    return _CURRENT.get()
+
+
+class using_context:
+    """Make ``ctx`` the :func:`current_context` for the block (the runtime does this around
+    every agent invocation)."""
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> Context:
+        self._token = _CURRENT.set(self._ctx)
+        return self._ctx
+
+    def __exit__(self, *exc_info: object) -> None:
+        _CURRENT.reset(self._token)

@@ -29,7 +29,7 @@ from overstory._errors import (
 )
 from overstory.hierarchy._blueprint import NodeDef
 from overstory.hierarchy._budget import Budget, Usage
-from overstory.hierarchy._context import Context, Memory
+from overstory.hierarchy._context import Context, Memory, using_context
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._review import Reviewer
 from overstory.hierarchy._task import Task
@@ -316,19 +316,24 @@ class Runner:
             attempt=1,
             outputs={},
             memory=run.memory,
+            layer=root.layer.value,
+            usage=run.usage,
         )
         try:
-            with self.runtime.instrumentation.invoke(
-                layer=root.layer,
-                name=root.name,
-                path=root.path,
-                description=root.description,
-                goal_id=run.goal_id,
-                step=None,
-                attempt=1,
-                previous=None,
-                attributes={"overstory.strategy": self.root.spec.strategy.value},
-            ) as span:
+            with (
+                using_context(ctx),
+                self.runtime.instrumentation.invoke(
+                    layer=root.layer,
+                    name=root.name,
+                    path=root.path,
+                    description=root.description,
+                    goal_id=run.goal_id,
+                    step=None,
+                    attempt=1,
+                    previous=None,
+                    attributes={"overstory.strategy": self.root.spec.strategy.value},
+                ) as span,
+            ):
                 try:
                     output = await self.root.execute(task, ctx, run, span)
                     if isinstance(output, UpwardHandoff):

@@ -101,9 +101,23 @@ class SupervisorSpec:
 
 @attrs.frozen
 class Strategic(SupervisorSpec):
-    """A supervisor that plans a goal into steps and hands each step to a team."""
+    """A supervisor that plans a goal into steps and hands each step to a team.
+
+    ``replans`` lets a plan function plan again when a step escalates: at most that many
+    times per task, with each failure described in the plan function's ``ctx.feedback``.
+    Fatal failures and a tripped supervisor are never re-planned; a step that fails after
+    the last re-plan escalates as usual.
+    """
 
     layer: ClassVar[Layer] = Layer.STRATEGIC
+
+    replans: int = attrs.field(default=0, kw_only=True, validator=at_least(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.replans and not callable(self.plan):
+            raise ValueError(
+                f"Strategic.replans needs plan= to be a plan function, got {self.plan!r}"
+            )
 
 
 @attrs.frozen

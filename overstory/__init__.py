@@ -61,6 +61,25 @@ from overstory.leaves import Agent as Agent
 from overstory.leaves import AgentSpec as AgentSpec
 from overstory.leaves import FunctionLeaf as FunctionLeaf
 from overstory.leaves import leaf as leaf
+from overstory.llm import AuthenticationFailed as AuthenticationFailed
+from overstory.llm import ChatRequest as ChatRequest
+from overstory.llm import ChatResponse as ChatResponse
+from overstory.llm import InvalidOutput as InvalidOutput
+from overstory.llm import InvalidRequest as InvalidRequest
+from overstory.llm import LLMAggregator as LLMAggregator
+from overstory.llm import LLMPlanner as LLMPlanner
+from overstory.llm import LLMRouter as LLMRouter
+from overstory.llm import Message as Message
+from overstory.llm import Model as Model
+from overstory.llm import ModelError as ModelError
+from overstory.llm import OpenAIModel as OpenAIModel
+from overstory.llm import Price as Price
+from overstory.llm import ProviderError as ProviderError
+from overstory.llm import ProviderRejected as ProviderRejected
+from overstory.llm import ToolCall as ToolCall
+from overstory.llm import ToolSpec as ToolSpec
+from overstory.llm import ask as ask
+from overstory.llm import llm_leaf as llm_leaf
 from overstory.supervisors import Backoff as Backoff
 from overstory.supervisors import Breaker as Breaker
 from overstory.supervisors import EventKind as EventKind
@@ -81,12 +100,15 @@ __all__ = [
     "AgentUnavailable",
     "Approve",
     "AttemptTimeout",
+    "AuthenticationFailed",
     "Backoff",
     "Breaker",
     "Budget",
     "BudgetExhausted",
     "Candidate",
     "CandidatesExhausted",
+    "ChatRequest",
+    "ChatResponse",
     "ConfigurationError",
     "Context",
     "DefinitionError",
@@ -101,14 +123,26 @@ __all__ = [
     "Handoff",
     "HandoffLoop",
     "Intensity",
+    "InvalidOutput",
+    "InvalidRequest",
+    "LLMAggregator",
+    "LLMPlanner",
+    "LLMRouter",
     "Layer",
     "LexicalRouter",
     "Memory",
+    "Message",
+    "Model",
+    "ModelError",
     "NoCandidate",
     "NodeHealth",
+    "OpenAIModel",
     "Outcome",
     "OverstoryError",
     "PlanError",
+    "Price",
+    "ProviderError",
+    "ProviderRejected",
     "Reject",
     "Restart",
     "Retry",
@@ -128,13 +162,17 @@ __all__ = [
     "SupervisorTripped",
     "Tactical",
     "Task",
+    "ToolCall",
+    "ToolSpec",
     "Tree",
     "UsageLine",
     "UsageSummary",
+    "ask",
     "auto_approve",
     "converter",
     "from_json",
     "leaf",
+    "llm_leaf",
     "telemetry",
     "to_json",
 ]

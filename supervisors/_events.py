@@ -29,6 +29,7 @@ class EventKind(enum.Enum):
     HANDOFF = "handoff"
     REVIEW = "review"
     START_FAILED = "start_failed"
+    REPLAN = "replan"  # a step escalated and the plan function planned again
 
 
 @attrs.frozen(kw_only=True)

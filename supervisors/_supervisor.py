@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
+import attrs
 import trio
 
 from overstory._errors import (
@@ -28,11 +30,11 @@ from overstory._errors import (
     SupervisorTripped,
 )
 from overstory.hierarchy._blueprint import NodeDef
-from overstory.hierarchy._context import Context
+from overstory.hierarchy._context import Context, using_context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
-from overstory.hierarchy._spec import SupervisorSpec
+from overstory.hierarchy._spec import Strategic, SupervisorSpec
 from overstory.hierarchy._task import SAME_INPUT, Handoff, Task
 from overstory.supervisors._decisions import (
     Decision,
@@ -52,6 +54,10 @@ from overstory.telemetry._hooks import AttributeValue, SpanHook
 __all__ = ["SupervisorNode"]
 
 _DEFAULT_ROUTER = LexicalRouter()
+_HANDOFFS = (Handoff, UpwardHandoff)
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+# Rankings remembered per supervisor, for routers known to be pure functions.
+_RANK_MEMO_SIZE = 1024
 
 _BREAKER_EVENTS = {
     BreakerState.OPEN: EventKind.BREAKER_OPEN,
@@ -77,6 +83,11 @@ class SupervisorNode:
             else {}
         )
         self.router = spec.router or _DEFAULT_ROUTER
+        # The default router ranks by the request and the candidates alone, so the final
+        # order is remembered per (step, children available for it).
+        self._rank_memo: dict[tuple[Step, tuple[str, ...]], tuple[str, ...]] | None = (
+            {} if type(self.router) is LexicalRouter else None
+        )
         self._candidates = {
             name: Candidate(
                 name=name,
@@ -180,8 +191,7 @@ class SupervisorNode:
         feedback: list[str] = []
         step = task.step or self.definition.name
         while True:
-            steps = await self._plan_for(task, ctx, run)
-            outputs = await PlanRun(self, steps, task, ctx, run, span, tuple(feedback)).run()
+            steps, outputs = await self._plan_and_run(task, ctx, run, span, tuple(feedback))
             output = await self._aggregate(steps, outputs, task, ctx)
             if not self.spec.review or isinstance(output, UpwardHandoff):
                 return output
@@ -203,7 +213,39 @@ class SupervisorNode:
                     f"output rejected {len(feedback)} times; last feedback: {verdict.feedback}",
                 )
 
-    async def _plan_for(self, task: Task, ctx: Context, run: GoalRun) -> tuple[Step, ...]:
+    async def _plan_and_run(
+        self, task: Task, ctx: Context, run: GoalRun, span: SpanHook, feedback: tuple[str, ...]
+    ) -> tuple[tuple[Step, ...], dict[str, Any]]:
+        """Plan, run the plan, and re-plan after an escalation as ``replans`` allows."""
+        replans = self.spec.replans if isinstance(self.spec, Strategic) else 0
+        notes: tuple[str, ...] = ()
+        while True:
+            steps = await self._plan_for(task, ctx, run, notes)
+            try:
+                return steps, await PlanRun(self, steps, task, ctx, run, span, feedback).run()
+            except Escalation as exc:
+                if len(notes) >= replans or exc.fatal or isinstance(exc, SupervisorTripped):
+                    raise
+                notes = (
+                    *notes,
+                    f"step {exc.step!r} failed: {type(exc).__name__}: {exc.message}",
+                )
+                self.runtime.emit(
+                    span,
+                    self.runtime.event(
+                        EventKind.REPLAN,
+                        self.path,
+                        goal_id=run.goal_id,
+                        step=exc.step,
+                        attempt=len(notes),
+                        error_type=type(exc).__name__,
+                        message=exc.message,
+                    ),
+                )
+
+    async def _plan_for(
+        self, task: Task, ctx: Context, run: GoalRun, notes: tuple[str, ...] = ()
+    ) -> tuple[Step, ...]:
         if self._static_plan is not None:
             return self._static_plan
         plan = self.spec.plan
@@ -220,7 +262,14 @@ class SupervisorNode:
         with self.runtime.instrumentation.plan(
             name=self.definition.name, path=self.path, goal_id=run.goal_id
         ) as plan_span:
-            steps = await plan(task, ctx)
+            steps = await plan(
+                task,
+                attrs.evolve(
+                    ctx,
+                    children=tuple(self._candidates.values()),
+                    feedback=(*ctx.feedback, *notes),
+                ),
+            )
             try:
                 return validate_plan(steps, self.children)
             except ValueError as exc:
@@ -246,12 +295,26 @@ class SupervisorNode:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
         now = trio.current_time()
         names = [n for n in self.children if n != exclude and self.available(n, now)]
+        memo = self._rank_memo
+        if memo is not None:
+            key = (step, tuple(names))
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= _RANK_MEMO_SIZE:
+                    memo.clear()
+                known = memo[key] = tuple(await self._rank(step, names))
+            return list(known)
+        return await self._rank(step, names)
+
+    async def _rank(self, step: Step, names: list[str]) -> list[str]:
         target = step.to.split("/", 1)[0] if step.to else None
         request = RouteRequest(
             goal=step.goal, skills=step.skills, to=target, step=step.name, path=self.path
         )
         try:
             ranked = await self.router(request, [self._candidates[n] for n in names])
+        except BudgetExhausted:
+            raise  # the goal ran out of budget (a model router spent it), not a routing fault
         except Exception as exc:
             raise NoCandidate(self.path, step.name, f"the router failed: {exc!r}") from exc
         allowed = set(names)
@@ -322,17 +385,20 @@ class SupervisorNode:
             if task.handoffs:
                 attributes["overstory.handoffs"] = task.handoffs
         try:
-            with self.runtime.instrumentation.invoke(
-                layer=definition.layer,
-                name=definition.name,
-                path=definition.path,
-                description=definition.description,
-                goal_id=run.goal_id,
-                step=task.step,
-                attempt=attempt,
-                previous=track.previous,
-                attributes=attributes,
-            ) as child_span:
+            with (
+                using_context(ctx),
+                self.runtime.instrumentation.invoke(
+                    layer=definition.layer,
+                    name=definition.name,
+                    path=definition.path,
+                    description=definition.description,
+                    goal_id=run.goal_id,
+                    step=task.step,
+                    attempt=attempt,
+                    previous=track.previous,
+                    attributes=attributes,
+                ) as child_span,
+            ):
                 track.previous = child_span
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
@@ -393,6 +459,16 @@ class SupervisorNode:
                 track.ranked = await self.rank(step)
             except NoCandidate as exc:
                 return self._escalate(exc, exc.__cause__, track, run, span)
+            except BudgetExhausted as exc:
+                if not run.recorded(exc):
+                    run.fail(
+                        path=self.path,
+                        layer=self.definition.layer.value,
+                        step=step.name,
+                        attempt=track.total,
+                        error=exc,
+                    )
+                return Escalate(exc)
         child = self.candidate(track, span)
         if child is None:
             if track.total == 0:
@@ -419,7 +495,7 @@ class SupervisorNode:
             )
         except Exception as exc:
             return self.decide(track, child, exc, run, span)
-        if isinstance(output, Handoff | UpwardHandoff):
+        if isinstance(output, _HANDOFFS):
             try:
                 output = await self.follow_handoff(
                     output, child, task, run, span, outputs, feedback

@@ -502,3 +502,24 @@ async def test_goal_submitted_inside_a_span_starts_a_new_linked_trace(
     assert workflow.trace_id != request.trace_id
     assert workflow.parent_id is None
     assert [link["span_id"] for link in workflow.links] == [request.span_id]
+
+
+async def test_llm_chat_spans_nest_under_the_leaf(autojump_clock: trio.testing.MockClock) -> None:
+    """A model call made with ov.ask inside a leaf is a ``chat {model}`` span under the
+    leaf's span, in the leaf service (through the global provider configure() installs)."""
+    from overstory.testing import ScriptedModel
+
+    telemetry, _ = memory_telemetry()
+    model = ScriptedModel("scripted-1")
+    model.on(prompt="hello", reply="Hi there.")
+
+    @ov.leaf
+    async def greeter(task: ov.Task, ctx: ov.Context) -> str:
+        return await ov.ask(model, "hello")
+
+    outcome, spans = await run(agency(greeter), telemetry)
+    assert outcome.output == "Hi there."
+    (chat,) = [s for s in spans if s.name.startswith("chat")]
+    assert parent(spans, chat) == one(spans, "invoke_agent greeter")
+    assert chat.service == "agency.leaf"
+    assert chat.attributes["gen_ai.operation.name"] == "chat"

@@ -1,0 +1,475 @@
+"""A client for OpenAI-compatible chat-completions endpoints, on httpx.
+
+OpenAI, vLLM, Ollama (``http://localhost:11434/v1``), llama.cpp's server and LiteLLM all
+speak ``POST {base_url}/chat/completions``. httpx is the HTTP client because it runs
+under trio (through anyio) with trio's cancellation, and pulls in little; the ``openai``
+package would add its own retry layer and an HTTP stack tuned for asyncio.
+
+Connections are pooled per ``trio.run``: the first call in a run opens one shared
+``httpx.AsyncClient`` and a system task closes it when the run ends, so a model object
+can live at module level and serve any number of runs. Pass ``client=`` to use your own.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import trio
+from opentelemetry import trace
+
+from overstory._checks import at_least, finite_non_negative, positive
+from overstory.llm._errors import AuthenticationFailed, InvalidRequest, ProviderError
+from overstory.llm._model import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    Price,
+    ToolCall,
+    estimate_tokens,
+)
+from overstory.supervisors._policies import Backoff
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["OpenAIModel", "parse_retry_after"]
+
+logger = logging.getLogger("overstory")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: Statuses worth retrying: timeouts, conflicts, rate limits, server errors.
+_RETRYABLE = frozenset({408, 409, 429})
+
+_CLIENT: trio.lowlevel.RunVar[httpx.AsyncClient] = trio.lowlevel.RunVar("overstory_http_client")
+
+
+def _shared_client() -> httpx.AsyncClient:
+    try:
+        return _CLIENT.get()
+    except LookupError:
+        pass
+    import httpx
+
+    client = httpx.AsyncClient(timeout=None)
+    _CLIENT.set(client)
+    trio.lowlevel.spawn_system_task(
+        _close_when_run_ends, client, name="overstory: close the shared HTTP client"
+    )
+    return client
+
+
+async def _close_when_run_ends(client: httpx.AsyncClient) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5.0):
+            try:
+                await client.aclose()
+            except Exception:  # pragma: no cover - closing sockets should not fail
+                logger.exception("closing the shared HTTP client failed")
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP
+    date); ``None`` when absent or unreadable."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            value = float(milliseconds) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    header = headers.get("retry-after")
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        value = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _base_url(value: str | None) -> str:
+    return (value or _env("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _structured(value: str) -> str:
+    if value not in ("json_schema", "json_object", "prompt"):
+        raise ValueError(
+            f"OpenAIModel.structured must be 'json_schema', 'json_object' or 'prompt', "
+            f"got {value!r}"
+        )
+    return value
+
+
+@attrs.frozen(eq=False)
+class OpenAIModel:
+    """A model behind an OpenAI-compatible chat-completions endpoint.
+
+    ``base_url`` defaults to ``$OPENAI_BASE_URL``, then OpenAI's; ``api_key`` to
+    ``$OPENAI_API_KEY`` (none is sent when there is none, as Ollama expects). Both are read
+    when the model is created. ``price`` makes calls count toward cost budgets.
+
+    Each HTTP attempt is bounded by ``timeout`` seconds. 408, 409, 429, 5xx, timeouts,
+    connection errors and malformed answers are retried up to ``retries`` times: after
+    the ``Retry-After`` the provider asked for (``retry-after-ms`` or ``Retry-After``),
+    else after ``backoff``; a ``Retry-After`` longer than ``max_retry_after`` is not waited
+    for. Then :class:`~overstory.ProviderError` is raised, which supervisors retry or
+    reassign. 401 and 403 raise :class:`~overstory.AuthenticationFailed`, other 4xx
+    :class:`~overstory.InvalidRequest`: both fatal. Cancellation is never retried.
+
+    ``structured`` says how a JSON answer is asked for: ``"json_schema"`` (OpenAI, vLLM,
+    Ollama, llama.cpp), ``"json_object"``, or ``"prompt"`` (the schema only in the
+    system prompt). ``options`` are extra body fields (``{"seed": 1}``). Requests carry
+    ``X-Overstory-Agent`` and ``X-Overstory-Purpose`` headers naming the caller.
+    """
+
+    name: str
+    base_url: str = attrs.field(default=None, converter=_base_url, kw_only=True)
+    api_key: str | None = attrs.field(
+        factory=lambda: _env("OPENAI_API_KEY"), kw_only=True, repr=False
+    )
+    price: Price | None = attrs.field(default=None, kw_only=True)
+    timeout: float = attrs.field(default=60.0, kw_only=True, validator=positive())
+    retries: int = attrs.field(default=3, kw_only=True, validator=at_least(0))
+    backoff: Backoff = attrs.field(
+        factory=lambda: Backoff(initial=0.5, cap=8.0, jitter=0.2),
+        kw_only=True,
+        validator=attrs.validators.instance_of(Backoff),
+    )
+    max_retry_after: float = attrs.field(
+        default=60.0, kw_only=True, validator=finite_non_negative()
+    )
+    structured: Literal["json_schema", "json_object", "prompt"] = attrs.field(
+        default="json_schema", kw_only=True, converter=_structured
+    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, kw_only=True, repr=False)
+    options: Mapping[str, Any] = attrs.field(factory=dict, kw_only=True)
+    client: httpx.AsyncClient | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Send ``request``, retrying what is worth retrying; see the class docstring."""
+        body = self.body(request)
+        headers = {
+            "Accept": "text/event-stream" if request.on_text else "application/json",
+            "X-Overstory-Agent": request.agent,
+            "X-Overstory-Purpose": request.purpose,
+            **self.headers,
+        }
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        client = self.client if self.client is not None else _shared_client()
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                with trio.fail_after(self.timeout):
+                    return await self._send(client, body, headers, request)
+            except trio.TooSlowError:
+                problem = _Retryable(f"no answer within {self.timeout:g} s")
+            except _Retryable as exc:
+                problem = exc
+            if attempt + 1 == attempts:
+                break
+            if problem.retry_after is not None and problem.retry_after > self.max_retry_after:
+                logger.warning(
+                    "%s: %s asks to retry after %g s, more than max_retry_after; giving up",
+                    request.agent,
+                    self.name,
+                    problem.retry_after,
+                )
+                break
+            delay = (
+                problem.retry_after
+                if problem.retry_after is not None
+                else self.backoff.delay(attempt, random.random())
+            )
+            event: dict[str, Any] = {
+                "overstory.attempt": attempt + 1,
+                "overstory.backoff": delay,
+                "overstory.message": problem.message,
+            }
+            if problem.status is not None:
+                event["http.response.status_code"] = problem.status
+            trace.get_current_span().add_event("overstory.provider_retry", event)
+            logger.info(
+                "%s: %s failed (%s); retrying in %.3g s",
+                request.agent,
+                self.name,
+                problem.message,
+                delay,
+            )
+            await trio.sleep(delay)
+        raise ProviderError(
+            request.agent,
+            f"{self.name} failed after {attempt + 1} attempt(s): {problem.message}",
+            status=problem.status,
+            retry_after=problem.retry_after,
+        )
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body sent for ``request``."""
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": [_encode_message(m) for m in request.messages],
+        }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.schema is not None:
+            if self.structured == "json_schema":
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": request.schema_name, "schema": dict(request.schema)},
+                }
+            elif self.structured == "json_object":
+                body["response_format"] = {"type": "json_object"}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.on_text is not None:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(self.options)
+        return body
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        request: ChatRequest,
+    ) -> ChatResponse:
+        import httpx
+
+        try:
+            async with client.stream("POST", self.url, json=body, headers=headers) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    raise self._refusal(response, request)
+                if request.on_text is not None and response.headers.get(
+                    "content-type", ""
+                ).startswith("text/event-stream"):
+                    return await self._read_stream(response, request)
+                await response.aread()
+                answer = self._read(response.content, request)
+                if request.on_text is not None and answer.message.content:
+                    # The server did not stream: hand over the whole text at once.
+                    request.on_text(answer.message.content)
+                return answer
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _refusal(self, response: httpx.Response, request: ChatRequest) -> Exception:
+        status = response.status_code
+        message = _error_message(response.content) or response.reason_phrase
+        if status in (401, 403):
+            return AuthenticationFailed(request.agent, status, message)
+        if status in _RETRYABLE or status >= 500 or status < 400:
+            return _Retryable(
+                f"HTTP {status}: {message}", status, parse_retry_after(response.headers)
+            )
+        return InvalidRequest(request.agent, status, message)
+
+    def _read(self, content: bytes, request: ChatRequest) -> ChatResponse:
+        try:
+            data = json.loads(content)
+            choice = data["choices"][0]
+            raw = choice["message"]
+            calls = tuple(
+                ToolCall(
+                    id=str(call.get("id") or f"call_{index}"),
+                    name=str(call["function"]["name"]),
+                    arguments=str(call["function"].get("arguments") or "{}"),
+                )
+                for index, call in enumerate(raw.get("tool_calls") or ())
+            )
+            content_text = raw.get("content")
+            message = Message(
+                role="assistant",
+                content=content_text if isinstance(content_text, str) else None,
+                tool_calls=calls,
+            )
+            return _response(
+                request,
+                message,
+                data.get("usage"),
+                str(data.get("model") or self.name),
+                choice.get("finish_reason"),
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise _Retryable(f"malformed answer ({type(exc).__name__}: {exc})", 200) from None
+
+    async def _read_stream(self, response: httpx.Response, request: ChatRequest) -> ChatResponse:
+        # httpx streams through a chain of async generators. Leaving the loop early (break,
+        # or an exception in its body) would abandon them half-way, which trio reports as
+        # a ResourceWarning. So the body never raises: a problem cancels ``stop``, and the
+        # cancellation then ends every generator of the chain from the inside.
+        assert request.on_text is not None
+        state = _StreamState(model=self.name)
+        problem: BaseException | None = None
+        with trio.CancelScope() as stop:
+            async for line in response.aiter_lines():
+                if problem is not None or state.done:
+                    continue
+                try:
+                    state.feed(line, request.on_text)
+                except Exception as exc:
+                    problem = exc
+                    stop.cancel()
+        if isinstance(problem, _Retryable):
+            raise problem
+        if isinstance(problem, (ValueError, KeyError, TypeError, AttributeError)):
+            raise _Retryable(
+                f"malformed stream ({type(problem).__name__}: {problem})", 200
+            ) from None
+        if problem is not None:
+            raise problem
+        calls = state.calls
+        message = Message(
+            role="assistant",
+            content="".join(state.text) if state.text or not calls else None,
+            tool_calls=tuple(
+                ToolCall(
+                    id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["args"]
+                )
+                for index, slot in sorted(calls.items())
+            ),
+        )
+        return _response(request, message, state.usage, state.model, state.finish)
+
+
+@attrs.define
+class _StreamState:
+    """What the server-sent events of one streamed answer said so far."""
+
+    model: str
+    text: list[str] = attrs.Factory(list)
+    calls: dict[int, dict[str, str]] = attrs.Factory(dict)
+    usage: Any = None
+    finish: str | None = None
+    done: bool = False
+
+    def feed(self, line: str, on_text: Callable[[str], None]) -> None:
+        if not line.startswith("data:"):
+            return
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return
+        chunk = json.loads(payload)
+        if "error" in chunk:
+            raise _Retryable(f"error in stream: {_error_text(chunk['error'])}", 200)
+        self.model = str(chunk.get("model") or self.model)
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            piece = delta.get("content")
+            if isinstance(piece, str) and piece:
+                self.text.append(piece)
+                on_text(piece)
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(
+                    int(call.get("index", len(self.calls))), {"id": "", "name": "", "args": ""}
+                )
+                function = call.get("function") or {}
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] += function.get("name") or ""
+                slot["args"] += function.get("arguments") or ""
+            self.finish = choice.get("finish_reason") or self.finish
+
+
+def _response(
+    request: ChatRequest, message: Message, usage: Any, model: str, finish: Any
+) -> ChatResponse:
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        input_tokens = int(usage["prompt_tokens"])
+        output_tokens = int(usage.get("completion_tokens") or 0)
+        estimated = False
+    else:
+        input_tokens = estimate_tokens([m.content for m in request.messages])
+        output_tokens = estimate_tokens(
+            [message.content, *(c.arguments for c in message.tool_calls)]
+        )
+        estimated = True
+    return ChatResponse(
+        message=message,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        model=model,
+        finish_reason=finish if isinstance(finish, str) else None,
+        estimated=estimated,
+    )
+
+
+def _encode_message(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        data["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        data["tool_call_id"] = message.tool_call_id
+    return data
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def _error_message(content: bytes) -> str:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", "replace").strip()[:500]
+    if isinstance(data, dict) and "error" in data:
+        return _error_text(data["error"])[:500]
+    return str(data)[:500]
