@@ -2,9 +2,11 @@
 
 The runtime opens a span context manager around every goal, every invocation of an
 agent (one per attempt) and every planning call, and adds supervision events to the
-span of the supervisor that decided them. The context managers are entered in the task
-that does the work, so a span is current exactly while its work runs and spans opened
-by user code inside a leaf nest under the leaf's span.
+span of the supervisor that decided them (an agent instance's restart: to the span of
+the attempt that crashed it); the few events that happen outside every goal go to
+:meth:`Instrumentation.event`. The context managers are entered in the task that does
+the work, so a span is current exactly while its work runs and spans opened by user code
+inside a leaf nest under the leaf's span.
 
 :data:`NULL_INSTRUMENTATION` does nothing and costs one function call per hook; it is
 what runs when telemetry is not configured.
