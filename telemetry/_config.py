@@ -123,24 +123,42 @@ def _parse_headers(value: str) -> dict[str, str]:
 class _LogCorrelation:
     """Adds ``otelTraceID``, ``otelSpanID`` and ``otelTraceSampled`` to every log record
     of the ``overstory`` loggers (the names opentelemetry-instrumentation-logging uses), so
-    ``%(otelTraceID)s`` works in a format string and handlers can correlate."""
+    ``%(otelTraceID)s`` works in a format string and handlers can correlate.
 
-    def __init__(self) -> None:
-        self._previous = logging.getLogRecordFactory()
-        logging.setLogRecordFactory(self)
+    One record factory for the process, installed while at least one pipeline is open
+    (``acquire``/``release`` count them), so factories never pile up."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = self._previous(*args, **kwargs)
+    _lock = threading.Lock()
+    _users = 0
+    _previous: Any = None
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls._lock:
+            cls._users += 1
+            if cls._users == 1:
+                cls._previous = logging.getLogRecordFactory()
+                logging.setLogRecordFactory(cls._make)
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                if logging.getLogRecordFactory() == cls._make:
+                    logging.setLogRecordFactory(cls._previous)
+                cls._previous = None
+
+    @classmethod
+    def _make(cls, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        previous = cls._previous or logging.LogRecord
+        record: logging.LogRecord = previous(*args, **kwargs)
         if record.name == "overstory" or record.name.startswith("overstory."):
             context = trace_api.get_current_span().get_span_context()
             record.otelTraceID = format(context.trace_id, "032x")
             record.otelSpanID = format(context.span_id, "016x")
             record.otelTraceSampled = context.trace_flags.sampled
         return record
-
-    def remove(self) -> None:
-        if logging.getLogRecordFactory() is self:
-            logging.setLogRecordFactory(self._previous)
 
 
 @attrs.define(eq=False)
@@ -161,7 +179,7 @@ class Telemetry:
     metric_readers: tuple[MetricReader, ...] = ()
     _recorder: InMemorySpanExporter | None = attrs.field(default=None, alias="_recorder")
     _installed: bool = attrs.field(default=False, alias="_installed")
-    _logs: _LogCorrelation | None = attrs.field(default=None, alias="_logs")
+    _logs: bool = attrs.field(default=False, alias="_logs")
     _closed: bool = attrs.field(default=False, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -224,8 +242,8 @@ class Telemetry:
             self._closed = True
         if self._installed and current_instrumentation() is self.instrumentation:
             install_instrumentation(None)
-        if self._logs is not None:
-            self._logs.remove()
+        if self._logs:
+            _LogCorrelation.release()
         if self.processor is not None:
             self.processor.shutdown()
         if self.meter_provider is not None:
@@ -361,8 +379,9 @@ def configure(
         metric_readers=tuple(readers),
         _recorder=recorder,
         _installed=install,
-        _logs=_LogCorrelation(),
+        _logs=True,
     )
+    _LogCorrelation.acquire()
     if install:
         install_instrumentation(instrumentation)
     return telemetry
