@@ -32,7 +32,7 @@ def check_name(kind: str, name: object) -> str | None:
     return None
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Step:
     """One step of a plan: a plain-language goal handed to one child.
 

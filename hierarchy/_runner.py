@@ -277,7 +277,10 @@ class Runner:
         output: Any = None
         try:
             with self.runtime.instrumentation.goal(
-                tree=self.tree, goal_id=run.goal_id, goal=run.goal
+                tree=self.tree,
+                goal_id=run.goal_id,
+                goal=run.goal,
+                layer=self.root.definition.layer,
             ) as goal_span:
                 with handle._scope:
                     if self._limiter is not None:

@@ -65,12 +65,16 @@ class ShutdownRecord:
 class _Instance:
     index: int
     agent: Agent | None = None
-    # The pool sends the way a checked-out task ended: "raised" or "cancelled".
-    crashes: tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]] = attrs.field(
-        factory=lambda: trio.open_memory_channel[str](math.inf)
-    )
+    # The pool sends how a checked-out task crashed ("raised" or "cancelled") and the
+    # backoff chosen before the restart.
+    crashes: tuple[
+        trio.MemorySendChannel[tuple[str, float]], trio.MemoryReceiveChannel[tuple[str, float]]
+    ] = attrs.field(factory=lambda: trio.open_memory_channel[tuple[str, float]](math.inf))
     retired: bool = False
     restarting: bool = False
+    # Restarts in a row (reset after a healthy run of ``backoff.reset_after``).
+    restarts: int = 0
+    healthy_since: float = 0.0
 
 
 def _retired(instance: _Instance) -> bool:
@@ -146,7 +150,6 @@ class AgentPoolNode:
     async def _manage(
         self, instance: _Instance, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        restarts = 0
         reported = False
         while not instance.retired:
             agent = self.spec.cls()
@@ -161,7 +164,7 @@ class AgentPoolNode:
                     self._runtime.event(
                         EventKind.START_FAILED,
                         self._instance_path(instance),
-                        attempt=restarts + 1,
+                        attempt=instance.restarts + 1,
                         error_type=type(exc).__name__,
                         message=str(exc),
                     ),
@@ -171,8 +174,9 @@ class AgentPoolNode:
                         raise StartError(self._instance_path(instance), repr(exc)) from exc
                     reported = True
                     task_status.started()
-                await trio.sleep(self.spec.backoff.delay(restarts, self._runtime.rng.random()))
-                restarts += 1
+                delay = self.spec.backoff.delay(instance.restarts, self._runtime.rng.random())
+                instance.restarts += 1
+                await trio.sleep(delay)
                 continue
             if _retired(instance):
                 # The pool was stopped while this instance was starting.
@@ -186,31 +190,15 @@ class AgentPoolNode:
             if not reported:
                 reported = True
                 task_status.started()
-            healthy_since = trio.current_time()
-            how = await instance.crashes[1].receive()
-            restart = self.spec.restart
-            if how == "raised" and restart is Restart.TEMPORARY:
+            instance.healthy_since = trio.current_time()
+            how, delay = await instance.crashes[1].receive()
+            if how == "raised" and self.spec.restart is Restart.TEMPORARY:
                 instance.retired = True
             await self._stop_instance(instance)
             if instance.retired:
                 self._settle_restart(instance)
                 self._retire()
                 return
-            if trio.current_time() - healthy_since >= self.spec.backoff.reset_after:
-                restarts = 0
-            delay = self.spec.backoff.delay(restarts, self._runtime.rng.random())
-            restarts += 1
-            self.restarts += 1
-            self._runtime.emit(
-                None,
-                self._runtime.event(
-                    EventKind.RESTART,
-                    self._instance_path(instance),
-                    attempt=restarts,
-                    delay=delay,
-                    message=f"handle() {how}",
-                ),
-            )
             await trio.sleep(delay)
 
     def _retire(self) -> None:
@@ -260,15 +248,16 @@ class AgentPoolNode:
         agent = instance.agent
         assert agent is not None
         how = "cancelled"
+        error: Exception | None = None
         try:
             result = await agent.handle(task, ctx)
             how = "returned"
             return result
-        except Exception:
-            how = "raised"
+        except Exception as exc:
+            how, error = "raised", exc
             raise
         finally:
-            self._check_in(instance, how)
+            self._check_in(instance, how, error, run, span)
 
     async def _wait_for_instance(self) -> _Instance:
         if self._waiting >= self.spec.queue_limit:
@@ -283,12 +272,42 @@ class AgentPoolNode:
         finally:
             self._waiting -= 1
 
-    def _check_in(self, instance: _Instance, how: str) -> None:
+    def _check_in(
+        self,
+        instance: _Instance,
+        how: str,
+        error: Exception | None,
+        run: GoalRun,
+        span: SpanHook,
+    ) -> None:
         restart = self.spec.restart
         if how == "returned" or (how == "cancelled" and restart is not Restart.PERMANENT):
             self._free_send.send_nowait(instance)
-        else:
-            self._live -= 1
-            self._restarting += 1
-            instance.restarting = True
-            instance.crashes[0].send_nowait(how)
+            return
+        self._live -= 1
+        self._restarting += 1
+        instance.restarting = True
+        delay = 0.0
+        if not (how == "raised" and restart is Restart.TEMPORARY):
+            # Decided now, while the crashed attempt's span is open, so the restart is
+            # recorded where it happened; the instance manager stops, waits and restarts.
+            backoff = self.spec.backoff
+            if trio.current_time() - instance.healthy_since >= backoff.reset_after:
+                instance.restarts = 0
+            delay = backoff.delay(instance.restarts, self._runtime.rng.random())
+            instance.restarts += 1
+            self.restarts += 1
+            self._runtime.emit(
+                span,
+                self._runtime.event(
+                    EventKind.RESTART,
+                    self._instance_path(instance),
+                    goal_id=run.goal_id,
+                    attempt=instance.restarts,
+                    agent=self._instance_path(instance),
+                    delay=delay,
+                    error_type=type(error).__name__ if error is not None else None,
+                    message=f"handle() {how}",
+                ),
+            )
+        instance.crashes[0].send_nowait((how, delay))

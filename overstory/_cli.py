@@ -4,9 +4,12 @@
 
     overstory run TARGET GOAL [--input JSON|@FILE] [--timeout S] [--seed N]
                               [--auto-approve] [--json] [--verbose]
+                              [--trace] [--otlp-endpoint URL [--otlp-protocol P]
+                              | --trace-file FILE] [--service-name NAME]
     overstory check TARGET
+    overstory trace FILE [--trace-id ID] [--no-events] [--width N]
     overstory serve TARGET [--host H] [--port P] [--state-dir DIR] [--max-concurrent N] ...
-    overstory submit|status|list|cancel|reviews|approve|reject|tree|events ...
+    overstory submit|status|list|cancel|reviews|approve|reject|tree|events|trace ID ...
 
 TARGET is ``path/to/file.py:NAME`` or ``package.module:NAME`` naming an ``ov.Tree``. The
 daemon's commands are documented in ``overstory.daemon._cli`` and ``docs/daemon.md``.
@@ -14,7 +17,8 @@ daemon's commands are documented in ``overstory.daemon._cli`` and ``docs/daemon.
 Exit status: 0 the goal succeeded (``check``: the tree is valid); 1 the goal failed, was
 cancelled, timed out or ran out of budget, or the tree could not start; 2 a usage error
 (bad arguments, a TARGET that cannot be loaded, an invalid tree, stdin closed while a
-review point waited for an answer); 130 interrupted (Ctrl-C).
+review point waited for an answer); 130 interrupted (Ctrl-C). ``trace``: 0 drawn; 1 no
+span (or no such trace) in FILE; 2 FILE unreadable or not a span file.
 
 Each subcommand is registered by one ``_add_*`` function that adds its parser and sets
 ``handler``, a function ``(args) -> exit status``; :data:`COMMANDS` lists them in order.
@@ -32,6 +36,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,12 +46,15 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import trio
 import trio.lowlevel
 
-from overstory._errors import DefinitionError, StartError
+from overstory._errors import ConfigurationError, DefinitionError, StartError
 from overstory.hierarchy._outcome import FailureRecord, Outcome, Status, StepRecord
 from overstory.hierarchy._review import Approve, Decision, Edit, Reject, Reviewer, ReviewRequest
 from overstory.hierarchy._review import auto_approve as _auto_approve
 from overstory.hierarchy._serde import converter
 from overstory.hierarchy._tree import Tree
+from overstory.telemetry._config import Telemetry, configure
+from overstory.telemetry._records import load_spans
+from overstory.telemetry._waterfall import render_waterfall
 
 if TYPE_CHECKING:
     from outcome import Outcome as _Result
@@ -535,7 +543,95 @@ def _add_run(subparsers: Any) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="show the failures' tracebacks"
     )
+    _add_telemetry(parser)
     parser.set_defaults(handler=_run)
+
+
+def _add_telemetry(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "telemetry",
+        "OpenTelemetry traces and metrics, one trace per goal, one service per layer. "
+        "The standard OTEL_* variables are honoured: with OTEL_EXPORTER_OTLP_ENDPOINT "
+        "(or OTEL_TRACES_EXPORTER) set, spans are exported without any flag. Every span "
+        "is exported before the command exits.",
+    )
+    group.add_argument(
+        "--trace",
+        action="store_true",
+        help="draw the goal's trace as a waterfall after the outcome (to stderr with --json)",
+    )
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export over OTLP to URL (http://localhost:4318 for HTTP, :4317 for gRPC)",
+    )
+    where.add_argument(
+        "--trace-file",
+        metavar="FILE",
+        type=Path,
+        help="append the spans to FILE as JSON lines (draw them with `overstory trace FILE`)",
+    )
+    group.add_argument(
+        "--otlp-protocol",
+        choices=("http/protobuf", "grpc"),
+        default=None,
+        help="the OTLP protocol (default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)",
+    )
+    group.add_argument(
+        "--service-name",
+        metavar="NAME",
+        default=None,
+        help="the base of the service names (default: OTEL_SERVICE_NAME, else the tree's name)",
+    )
+
+
+_OTEL_EXPORT_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+
+
+def _telemetry(args: argparse.Namespace) -> Telemetry | None:
+    """The pipeline the flags and the environment ask for, or ``None`` (no SDK at all)."""
+    from_environment = any(os.environ.get(name, "").strip() for name in _OTEL_EXPORT_VARIABLES)
+    if not (args.trace or args.otlp_endpoint or args.trace_file or from_environment):
+        return None
+    if args.trace_file is not None:
+        exporter = "jsonl"
+    elif args.otlp_endpoint is not None or from_environment:
+        exporter = "otlp"
+    else:
+        exporter = "none"
+    try:
+        return configure(
+            exporter=exporter,  # type: ignore[arg-type]
+            endpoint=args.otlp_endpoint,
+            protocol=args.otlp_protocol,
+            path=args.trace_file,
+            service_name=args.service_name,
+            record=args.trace,
+        )
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.trace_file}: {exc.strerror or exc}") from None
+
+
+def _draw_trace(telemetry: Telemetry, outcome: Outcome, out: TextIO) -> None:
+    spans = telemetry.spans()
+    roots = [
+        s
+        for s in spans
+        if s.parent_id is None and s.attributes.get("gen_ai.conversation.id") == outcome.goal_id
+    ]
+    if not roots:
+        print("(no trace was recorded: the goal was not sampled)", file=out)
+        return
+    width = shutil.get_terminal_size((120, 24)).columns
+    print(file=out)
+    print(render_waterfall(spans, trace_id=roots[0].trace_id, width=width), end="", file=out)
 
 
 def _json_input(text: str) -> Any:
@@ -568,6 +664,15 @@ def _run(args: argparse.Namespace) -> int:
     if not args.goal.strip():
         raise CommandError("GOAL must not be empty")
     tree = load_tree(args.target)
+    telemetry = _telemetry(args)
+    try:
+        return _run_tree(args, tree, telemetry)
+    finally:
+        if telemetry is not None:
+            telemetry.close()  # outside trio: exports every span before we exit
+
+
+def _run_tree(args: argparse.Namespace, tree: Tree, telemetry: Telemetry | None) -> int:
     outcome: Outcome | None = None
     reviewer: TerminalReviewer | None = None
     interrupted = False
@@ -609,6 +714,11 @@ def _run(args: argparse.Namespace) -> int:
         print(_outcome_json(outcome))
     else:
         print(render_outcome(outcome, verbose=args.verbose))
+    if args.trace and telemetry is not None:
+        if telemetry.enabled:
+            _draw_trace(telemetry, outcome, sys.stderr if args.json else sys.stdout)
+        else:
+            print("(no trace: OTEL_SDK_DISABLED=true)", file=sys.stderr)
     return EXIT_OK if outcome.status is Status.SUCCEEDED else EXIT_FAILED
 
 
@@ -644,6 +754,50 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- overstory trace --------------------------------------------------------------------
+
+
+def _add_trace(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "trace",
+        help="draw traces from a JSON-lines span file",
+        description=(
+            "Read FILE (written by `overstory run --trace-file FILE` or "
+            "ov.telemetry.configure(path=FILE)) and draw each trace as a waterfall: "
+            "layer, agent, attempt, duration, status, a bar on the trace's time line, "
+            "and the supervision events under the span that decided them."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", type=Path, help="the JSON-lines span file")
+    parser.add_argument("--trace-id", metavar="ID", default=None, help="draw only this trace")
+    parser.add_argument("--no-events", action="store_true", help="leave out the span events")
+    parser.add_argument(
+        "--width",
+        metavar="N",
+        type=int,
+        default=None,
+        help="the width of a line (default: the terminal's)",
+    )
+    parser.set_defaults(handler=_trace)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    try:
+        with args.file.open(encoding="utf-8") as file:
+            spans = load_spans(file)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CommandError(f"{args.file}: {exc}") from None
+    width = args.width or shutil.get_terminal_size((120, 24)).columns
+    drawn = render_waterfall(spans, width=width, events=not args.no_events, trace_id=args.trace_id)
+    if not drawn:
+        what = f"trace {args.trace_id}" if args.trace_id else "spans"
+        raise CommandError(f"{args.file}: no {what} found", status=EXIT_FAILED)
+    print(drawn, end="")
+    return EXIT_OK
+
+
 # -- the parser -------------------------------------------------------------------------
 
 
@@ -663,7 +817,7 @@ def _add_daemon(subparsers: Any) -> None:
 
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_check, _add_daemon]
+COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_check, _add_trace, _add_daemon]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,9 +19,17 @@ from overstory.hierarchy._outcome import FailureRecord, StepRecord
 from overstory.hierarchy._review import Reviewer
 from overstory.hierarchy._task import Task
 from overstory.supervisors._events import EventKind, EventSink, SupervisionEvent
-from overstory.telemetry._hooks import Instrumentation, SpanHook
+from overstory.telemetry._hooks import NULL_SPAN, Instrumentation, SpanHook
 
-__all__ = ["CheckpointWriter", "GoalRun", "Node", "Runtime", "key_scope", "within_key"]
+__all__ = [
+    "CheckpointWriter",
+    "GoalRun",
+    "Node",
+    "Runtime",
+    "format_traceback",
+    "key_scope",
+    "within_key",
+]
 
 #: Called with (key, output) after a step completes, before its output is handed on.
 CheckpointWriter = Callable[[str, Any], Awaitable[None]]
@@ -47,6 +55,40 @@ def within_key(segment: str) -> Iterator[None]:
         _scope.reset(token)
 
 
+def format_traceback(error: BaseException) -> str:
+    """``traceback.format_exception(error)``, chained causes included, without the
+    column carets of Python 3.11+: computing those (code positions, source segments)
+    made recording one failure cost most of a millisecond. Exception groups keep the
+    standard formatting."""
+    return "".join(_format_chain(error, set()))
+
+
+def _format_chain(error: BaseException, seen: set[int]) -> list[str]:
+    if isinstance(error, BaseExceptionGroup):
+        return traceback.format_exception(error)
+    seen.add(id(error))
+    lines: list[str] = []
+    cause, context = error.__cause__, error.__context__
+    if cause is not None and id(cause) not in seen:
+        lines += _format_chain(cause, seen)
+        lines.append(_CAUSE)
+    elif context is not None and not error.__suppress_context__ and id(context) not in seen:
+        lines += _format_chain(context, seen)
+        lines.append(_CONTEXT)
+    if error.__traceback__ is not None:
+        lines.append("Traceback (most recent call last):\n")
+        stack = traceback.StackSummary.extract(
+            traceback.walk_tb(error.__traceback__), lookup_lines=False
+        )
+        lines += stack.format()
+    lines += traceback.format_exception_only(error)
+    return lines
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
 @attrs.define(kw_only=True, eq=False)
 class Runtime:
     """Tree-wide services for one ``Tree.running()``: randomness, telemetry, events."""
@@ -59,8 +101,10 @@ class Runtime:
 
     def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
         """Record a supervision decision on ``span`` and pass it to ``on_event``."""
-        if span is not None:
+        if span is not None and span is not NULL_SPAN:
             span.add_event(event.kind.value, event.attributes())
+        else:
+            self.instrumentation.event(event.kind.value, event.attributes())
         if self.on_event is not None:
             self.on_event(event)
 
@@ -112,7 +156,7 @@ class GoalRun:
                 attempt=attempt,
                 error_type=type(error).__name__,
                 message=str(error),
-                traceback=("".join(traceback.format_exception(error)) if with_traceback else ""),
+                traceback=format_traceback(error) if with_traceback else "",
                 at=self.elapsed(),
             )
         )

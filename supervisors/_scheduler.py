@@ -62,6 +62,8 @@ class _StepRun:
     reviews: int = 0
     runs: int = 0
     running: int = 0
+    # Units neither done nor running: the only ones ``_launch`` has to look at.
+    idle: int = 0
     not_before: float = -math.inf
     review_scope: trio.CancelScope | None = None
     review_label: str | None = None
@@ -77,7 +79,8 @@ class _Unit:
     input: Any
     track: Track
     eligible_at: float
-    scope: trio.CancelScope | None = None
+    active: bool = False  # an attempt is running
+    scope: trio.CancelScope | None = None  # only when a group restart may cancel it
     done: bool = False
     stale: bool = False
     output: Any = None
@@ -124,6 +127,7 @@ class PlanRun:
         self.tracks: dict[str, Track] = {}
         self.running = 0
         self.limit = supervisor.spec.max_parallel
+        self.cancellable = supervisor.spec.strategy is not Strategy.ONE_FOR_ONE
         self.error: Failure | None = None
         self.send, self.receive = trio.open_memory_channel[_Notice](math.inf)
         self.nursery: trio.Nursery | None = None
@@ -134,24 +138,41 @@ class PlanRun:
         Raises the :class:`Escalation` (or other failure) that ended the plan, after
         every unit it started has stopped. Cancellation passes through untouched.
         """
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            while True:
-                self._launch(trio.current_time())
-                if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
-                    break
-                with trio.move_on_at(self._next_wake(trio.current_time())):
-                    self._apply(await self.receive.receive())
-                    while True:
-                        try:
-                            notice = self.receive.receive_nowait()
-                        except trio.WouldBlock:
-                            break
-                        self._apply(notice)
-            nursery.cancel_scope.cancel()
-        if self.error is not None:
-            raise self.error
-        return {s.step.name: s.output for s in self.steps}
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                while True:
+                    now = trio.current_time()
+                    self._launch(now)
+                    if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
+                        break
+                    wake = self._next_wake(now)
+                    if wake == math.inf:
+                        # Nothing waits for a time: no cancel scope needed for the wait.
+                        self._apply(await self.receive.receive())
+                        self._drain()
+                    else:
+                        with trio.move_on_at(wake):
+                            self._apply(await self.receive.receive())
+                            self._drain()
+                nursery.cancel_scope.cancel()
+            if self.error is not None:
+                raise self.error
+            return {s.step.name: s.output for s in self.steps}
+        finally:
+            # Units and their step point at each other: break the cycle so a finished
+            # plan is freed at once instead of waiting for the cyclic collector.
+            for step_run in self.steps:
+                step_run.units = None
+            self.nursery = None
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                notice = self.receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            self._apply(notice)
 
     # -- launching ----------------------------------------------------------------------
 
@@ -161,9 +182,9 @@ class PlanRun:
         pending = [
             unit.eligible_at
             for s in self.steps
-            if s.phase is _Phase.RUNNING and s.units is not None
+            if s.idle and s.phase is _Phase.RUNNING and s.units is not None
             for unit in s.units
-            if not unit.done and unit.scope is None and unit.eligible_at > now
+            if not unit.done and not unit.active and unit.eligible_at > now
         ]
         return min(pending, default=math.inf)
 
@@ -175,12 +196,12 @@ class PlanRun:
                 self.by_name[d].phase is _Phase.DONE for d in step_run.step.after
             ):
                 self._expand(step_run, now)
-            if step_run.phase is _Phase.RUNNING and step_run.units is not None:
+            if step_run.idle and step_run.phase is _Phase.RUNNING and step_run.units is not None:
                 cap = step_run.step.max_parallel or self.limit
                 for unit in step_run.units:
                     if self.running >= self.limit or step_run.running >= cap:
                         break
-                    if not unit.done and unit.scope is None and unit.eligible_at <= now:
+                    if not unit.done and not unit.active and unit.eligible_at <= now:
                         self._start(unit, now)
 
     def _expand(self, step_run: _StepRun, now: float) -> None:
@@ -211,6 +232,7 @@ class PlanRun:
             )
             for key, item, value in items
         ]
+        step_run.idle = len(step_run.units)
         if not step_run.units:
             self._complete(step_run)
 
@@ -236,14 +258,24 @@ class PlanRun:
 
     def _start(self, unit: _Unit, now: float) -> None:
         assert self.nursery is not None
-        unit.scope = trio.CancelScope()
+        unit.active = True
         if unit.started is None:
             unit.started = now
         self.running += 1
         unit.run.running += 1
-        self.nursery.start_soon(self._unit_task, unit, unit.scope)
+        unit.run.idle -= 1
+        if self.cancellable:
+            unit.scope = trio.CancelScope()
+            self.nursery.start_soon(self._cancellable_unit_task, unit, unit.scope)
+        else:
+            self.nursery.start_soon(self._unit_task, unit)
 
-    async def _unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
+    async def _unit_task(self, unit: _Unit) -> None:
+        # one_for_one never cancels a running unit (a rejected review re-runs a step
+        # whose units are all done), so the unit needs no cancel scope of its own.
+        self.send.send_nowait(_UnitEnded(unit, await self._attempt(unit)))
+
+    async def _cancellable_unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
         with scope:
             decision = await self._attempt(unit)
@@ -255,7 +287,7 @@ class PlanRun:
         key = key_scope() + f"{self.sup.path}#{unit.key}"
         if unit.run.runs > 1:
             key += f"@{unit.run.runs}"
-        if key in run.checkpoints:
+        if run.checkpoints and key in run.checkpoints:
             return Done(run.checkpoints[key], None, resumed=True)
         outputs: Mapping[str, Any] = self.ctx.outputs
         if step.after:
@@ -297,6 +329,7 @@ class PlanRun:
         unit = notice.unit
         self.running -= 1
         unit.run.running -= 1
+        unit.active = False
         unit.scope = None
         decision = notice.decision
         if unit.stale or decision is None:
@@ -326,6 +359,7 @@ class PlanRun:
             self._fail(decision.error, unit.run)
         else:
             unit.eligible_at = now + decision.delay
+            unit.run.idle += 1
             if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
                 self._group_restart(unit.run, now + decision.delay)
 
@@ -468,6 +502,7 @@ class PlanRun:
             step_run.review_scope.cancel()
             step_run.review_scope = None
         step_run.units = None
+        step_run.idle = 0
         step_run.unreviewed.clear()
         step_run.output = None
         step_run.phase = _Phase.WAITING

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -48,11 +49,15 @@ from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker
 from overstory.supervisors._review import review
 from overstory.supervisors._runtime import GoalRun, Node, Runtime, key_scope, within_key
 from overstory.supervisors._scheduler import PlanRun
-from overstory.telemetry._hooks import SpanHook
+from overstory.telemetry._hooks import AttributeValue, SpanHook
 
 __all__ = ["SupervisorNode"]
 
 _DEFAULT_ROUTER = LexicalRouter()
+_HANDOFFS = (Handoff, UpwardHandoff)
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+# Rankings remembered per supervisor, for routers known to be pure functions.
+_RANK_MEMO_SIZE = 1024
 
 _BREAKER_EVENTS = {
     BreakerState.OPEN: EventKind.BREAKER_OPEN,
@@ -78,12 +83,26 @@ class SupervisorNode:
             else {}
         )
         self.router = spec.router or _DEFAULT_ROUTER
+        # The default router ranks by the request and the candidates alone, so the final
+        # order is remembered per (step, children available for it).
+        self._rank_memo: dict[tuple[Step, tuple[str, ...]], tuple[str, ...]] | None = (
+            {} if type(self.router) is LexicalRouter else None
+        )
         self._candidates = {
             name: Candidate(
                 name=name,
                 description=child.definition.description,
                 skills=child.definition.skills,
                 layer=child.definition.layer,
+            )
+            for name, child in self.children.items()
+        }
+        # Span attributes per child beyond what every invocation carries (telemetry).
+        self._span_attributes: dict[str, dict[str, AttributeValue]] = {
+            name: (
+                {"overstory.strategy": child.definition.spec.strategy.value}
+                if isinstance(child.definition.spec, SupervisorSpec)
+                else {}
             )
             for name, child in self.children.items()
         }
@@ -285,6 +304,18 @@ class SupervisorNode:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
         now = trio.current_time()
         names = [n for n in self.children if n != exclude and self.available(n, now)]
+        memo = self._rank_memo
+        if memo is not None:
+            key = (step, tuple(names))
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= _RANK_MEMO_SIZE:
+                    memo.clear()
+                known = memo[key] = tuple(await self._rank(step, names))
+            return list(known)
+        return await self._rank(step, names)
+
+    async def _rank(self, step: Step, names: list[str]) -> list[str]:
         target = step.to.split("/", 1)[0] if step.to else None
         request = RouteRequest(
             goal=step.goal, skills=step.skills, to=target, step=step.name, path=self.path
@@ -324,13 +355,15 @@ class SupervisorNode:
         attempt: int,
         outputs: Mapping[str, Any],
         feedback: tuple[str, ...],
-        previous: SpanHook | None,
+        track: Track,
         span: SpanHook,
-    ) -> tuple[Any, SpanHook]:
+    ) -> Any:
         """Run one attempt of ``child`` under its timeout and its own span.
 
-        Updates the child's breaker. Raises the child's failure, or
-        :class:`AttemptTimeout`; cancellation from outside passes through untouched.
+        The span is linked to the unit's previous attempt and becomes ``track.previous``
+        (whether the attempt succeeds or not). Updates the child's breaker. Raises the
+        child's failure, or :class:`AttemptTimeout`; cancellation from outside passes
+        through untouched.
         """
         definition = child.definition
         ctx = Context(
@@ -353,6 +386,13 @@ class SupervisorNode:
         stats = self.stats[definition.name]
         stats[0] += 1
         settled = False
+        attributes = self._span_attributes[definition.name]
+        if task.item is not None or task.handoffs:
+            attributes = dict(attributes)
+            if task.item is not None:
+                attributes["overstory.item"] = task.item
+            if task.handoffs:
+                attributes["overstory.handoffs"] = task.handoffs
         try:
             with (
                 using_context(ctx),
@@ -364,10 +404,11 @@ class SupervisorNode:
                     goal_id=run.goal_id,
                     step=task.step,
                     attempt=attempt,
-                    previous=previous,
-                    attributes={},
+                    previous=track.previous,
+                    attributes=attributes,
                 ) as child_span,
             ):
+                track.previous = child_span
                 try:
                     result = await self._run_bounded(child, task, ctx, run, child_span)
                 except BudgetExhausted as exc:
@@ -389,7 +430,7 @@ class SupervisorNode:
                 moved = breaker.success()
                 if moved is not None:
                     self._breaker_event(definition.name, moved, span)
-            return result, child_span
+            return result
         finally:
             stats[0] -= 1
             if breaker is not None and not settled:
@@ -451,19 +492,19 @@ class SupervisorNode:
         track.attempt += 1
         track.total += 1
         try:
-            output, track.previous = await self.attempt(
+            output = await self.attempt(
                 child,
                 task,
                 run,
                 attempt=track.attempt,
                 outputs=outputs,
                 feedback=feedback,
-                previous=track.previous,
+                track=track,
                 span=span,
             )
         except Exception as exc:
             return self.decide(track, child, exc, run, span)
-        if isinstance(output, Handoff | UpwardHandoff):
+        if isinstance(output, _HANDOFFS):
             try:
                 output = await self.follow_handoff(
                     output, child, task, run, span, outputs, feedback

@@ -2,9 +2,11 @@
 
 The runtime opens a span context manager around every goal, every invocation of an
 agent (one per attempt) and every planning call, and adds supervision events to the
-span of the supervisor that decided them. The context managers are entered in the task
-that does the work, so a span is current exactly while its work runs and spans opened
-by user code inside a leaf nest under the leaf's span.
+span of the supervisor that decided them (an agent instance's restart: to the span of
+the attempt that crashed it); the few events that happen outside every goal go to
+:meth:`Instrumentation.event`. The context managers are entered in the task that does
+the work, so a span is current exactly while its work runs and spans opened by user code
+inside a leaf nest under the leaf's span.
 
 :data:`NULL_INSTRUMENTATION` does nothing and costs one function call per hook; it is
 what runs when telemetry is not configured.
@@ -54,8 +56,12 @@ class Instrumentation(Protocol):
     is not a failure.
     """
 
-    def goal(self, *, tree: str, goal_id: str, goal: str) -> AbstractContextManager[SpanHook]:
-        """The root span of a goal's trace (``invoke_workflow {tree}``); starts a new trace."""
+    def goal(
+        self, *, tree: str, goal_id: str, goal: str, layer: Layer
+    ) -> AbstractContextManager[SpanHook]:
+        """The root span of a goal's trace (``invoke_workflow {tree}``); starts a new trace.
+
+        ``layer`` is the root supervisor's layer: the workflow span is shown with it."""
         ...
 
     def invoke(
@@ -79,6 +85,10 @@ class Instrumentation(Protocol):
         """A supervisor computing its plan for a goal (``plan {name}``)."""
         ...
 
+    def event(self, name: str, attributes: Mapping[str, AttributeValue]) -> None:
+        """A supervision event that happened outside every goal (an agent instance failing
+        to start in the background): there is no span to put it on."""
+
 
 class _NullSpan:
     __slots__ = ()
@@ -100,7 +110,9 @@ _NULL_CONTEXT: AbstractContextManager[SpanHook] = nullcontext(NULL_SPAN)
 class _NullInstrumentation:
     __slots__ = ()
 
-    def goal(self, *, tree: str, goal_id: str, goal: str) -> AbstractContextManager[SpanHook]:
+    def goal(
+        self, *, tree: str, goal_id: str, goal: str, layer: Layer
+    ) -> AbstractContextManager[SpanHook]:
         return _NULL_CONTEXT
 
     def invoke(
@@ -120,6 +132,9 @@ class _NullInstrumentation:
 
     def plan(self, *, name: str, path: str, goal_id: str) -> AbstractContextManager[SpanHook]:
         return _NULL_CONTEXT
+
+    def event(self, name: str, attributes: Mapping[str, AttributeValue]) -> None:
+        pass
 
 
 NULL_INSTRUMENTATION: Instrumentation = _NullInstrumentation()

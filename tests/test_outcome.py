@@ -102,3 +102,30 @@ def test_handoff_round_trips_with_and_without_input() -> None:
     assert '"input": null' in ov.to_json(none)
     assert ov.from_json(ov.Handoff, ov.to_json(same)) == same
     assert ov.from_json(ov.Handoff, ov.to_json(none)) == none
+
+
+def test_failure_traceback_keeps_the_chain() -> None:
+    """A failure record's traceback is the standard text (without column carets):
+    every frame, the chained cause, and the exception line."""
+    from overstory.supervisors._runtime import format_traceback
+
+    def inner() -> None:
+        raise ValueError("inner problem")
+
+    def outer() -> None:
+        try:
+            inner()
+        except ValueError as exc:
+            raise KeyError("outer problem") from exc
+
+    try:
+        outer()
+    except KeyError as exc:
+        text = format_traceback(exc)
+    assert text.startswith("Traceback (most recent call last):\n")
+    assert "in inner\n" in text
+    assert "in outer\n" in text
+    assert "ValueError: inner problem\n" in text
+    assert "The above exception was the direct cause of the following exception:" in text
+    assert text.endswith("KeyError: 'outer problem'\n")
+    assert "^^^" not in text

@@ -1,0 +1,360 @@
+"""What tracing costs: goals/s with tracing off and on, and the cost per span against
+the raw OpenTelemetry SDK doing the same spans, measured in the same run.
+
+    python -m benchmarks.telemetry_cost [--goals 2000] [--repeat 5]
+
+Prints one JSON line per measurement. Times are CPU seconds of this process
+(``time.process_time``: the batch processor's thread included, other processes on a
+shared machine excluded). Both sides export through a ``BatchSpanProcessor``
+into an exporter that drops the spans, so what is measured is span creation, context
+handling, attributes, events, links and hand-over to the processor; not the network.
+
+* ``goals_per_s``: one tree (strategic → 2 tactical teams → 2 leaves each, one failed
+  and retried attempt on every goal), goals run one after the other, tracing off (the
+  no-op hooks), on, and on with metrics (an in-memory reader).
+* ``cost_per_span_us``: the time a span adds, per span, for four sides:
+  ``overstory`` and ``overstory_with_metrics`` ((time on − time off) / spans);
+  ``raw_sdk_hooks``, the raw SDK behind the same hooks in the same runtime (one
+  ``start_as_current_span`` per hook, same attributes, events, links and providers,
+  the SDK's own exception recording); ``raw_sdk_loop``, the raw SDK making the same
+  spans (same nesting, attributes, events, links, one exception) in a bare loop, with no
+  runtime around it: the cheapest the SDK can be, and the ratio the target is set for.
+* ``ratio`` = overstory's cost per span / a raw side's; the target is at most 1.3.
+
+The best of ``--repeat`` runs is taken for each side (least disturbed by the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import trio
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link
+
+import overstory as ov
+
+
+class Drop(SpanExporter):
+    """Counts spans and drops them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def build_tree() -> ov.Tree:
+    @ov.leaf(description="Looks leads up in the CRM")
+    async def crm(task: ov.Task, ctx: ov.Context) -> str:
+        if ctx.attempt == 1 and task.step == "qualify":
+            raise ValueError("flaky")
+        return "lead"
+
+    @ov.leaf(description="Scores leads")
+    async def score(task: ov.Task, ctx: ov.Context) -> int:
+        return 3
+
+    @ov.leaf(description="Writes mail")
+    async def mail(task: ov.Task, ctx: ov.Context) -> str:
+        return "mail"
+
+    @ov.leaf(description="Books calls")
+    async def book(task: ov.Task, ctx: ov.Context) -> str:
+        return "booked"
+
+    no_wait = ov.Retry(attempts=3, backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0))
+    # One failure per goal must never trip the team: every goal has the same shape.
+    calm = ov.Intensity(max_failures=10**9)
+    return ov.Tree(
+        "bench",
+        ov.Strategic(
+            "director",
+            plan=[
+                ov.Step("qualify", "qualify the lead", to="sales/crm"),
+                ov.Step("score", "score the lead", to="sales/score", after=["qualify"]),
+                ov.Step("mail", "write the mail", to="outreach/mail", after=["score"]),
+                ov.Step("book", "book the call", to="outreach/book", after=["mail"]),
+            ],
+            children=[
+                ov.Tactical("sales", children=[crm, score], retry=no_wait, intensity=calm),
+                ov.Tactical("outreach", children=[mail, book], retry=no_wait),
+            ],
+            retry=no_wait,
+        ),
+    )
+
+
+async def run_goals(
+    tree: ov.Tree, goals: int, instrumentation: ov.telemetry.Instrumentation
+) -> float:
+    async with tree.running(instrumentation=instrumentation, seed=1) as runner:
+        start = time.process_time()
+        for _ in range(goals):
+            handle = await runner.submit("qualify ACME")
+            outcome = await handle.outcome()
+            assert outcome.ok, outcome.error
+        return time.process_time() - start
+
+
+def _null() -> ov.telemetry.Instrumentation:
+    return ov.telemetry.NULL_INSTRUMENTATION
+
+
+class _RawSpan:
+    """The raw SDK behind the runtime's hooks: one ``start_as_current_span`` per hook."""
+
+    def __init__(
+        self,
+        tracer: trace_api.Tracer,
+        name: str,
+        attributes: dict[str, Any],
+        links: list[Link],
+        root: bool,
+    ) -> None:
+        context = trace_api.set_span_in_context(trace_api.INVALID_SPAN) if root else None
+        self._manager = tracer.start_as_current_span(
+            name, context=context, attributes=attributes, links=links
+        )
+
+    def __enter__(self) -> _RawSpan:
+        self.span = self._manager.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._manager.__exit__(*exc)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        self.span.add_event(name, attributes)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self.span.set_attributes(attributes)
+
+    def record_failure(self, error: BaseException) -> None:
+        self.span.set_attribute("error.type", type(error).__name__)
+        self.span.record_exception(error)
+        self.span.set_status(trace_api.Status(trace_api.StatusCode.ERROR, str(error)))
+
+
+class RawSdkInstrumentation:
+    """What instrumenting the runtime with the raw SDK takes: the same spans, attributes,
+    events and links, one provider per layer on one processor, nothing else (no scope in
+    the context, no metrics, no cancellation handling, the SDK's own exception recording)."""
+
+    def __init__(self, processor: BatchSpanProcessor) -> None:
+        self.tracers = {}
+        for layer in ov.Layer:
+            provider = TracerProvider(
+                resource=Resource.create({"service.name": f"raw.{layer.value}"}),
+                shutdown_on_exit=False,
+            )
+            provider.add_span_processor(processor)
+            self.tracers[layer] = provider.get_tracer("raw")
+
+    def goal(self, *, tree: str, goal_id: str, goal: str, layer: ov.Layer) -> _RawSpan:
+        attributes = {
+            "gen_ai.operation.name": "invoke_workflow",
+            "gen_ai.workflow.name": tree,
+            "gen_ai.conversation.id": goal_id,
+            "overstory.layer": layer.value,
+            "overstory.tree": tree,
+            "overstory.goal": goal,
+        }
+        return _RawSpan(self.tracers[layer], f"invoke_workflow {tree}", attributes, [], True)
+
+    def invoke(
+        self,
+        *,
+        layer: ov.Layer,
+        name: str,
+        path: str,
+        description: str,
+        goal_id: str,
+        step: str | None,
+        attempt: int,
+        previous: Any,
+        attributes: Mapping[str, Any],
+    ) -> _RawSpan:
+        span_attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "gen_ai.agent.id": path,
+            "gen_ai.conversation.id": goal_id,
+            "overstory.layer": layer.value,
+            "overstory.path": path,
+            "overstory.attempt": attempt,
+            "gen_ai.agent.description": description,
+            **attributes,
+        }
+        if step is not None:
+            span_attributes["overstory.step"] = step
+        links = [Link(previous.span.get_span_context())] if isinstance(previous, _RawSpan) else []
+        return _RawSpan(self.tracers[layer], f"invoke_agent {name}", span_attributes, links, False)
+
+    def plan(self, *, name: str, path: str, goal_id: str) -> _RawSpan:
+        return _RawSpan(self.tracers[ov.Layer.STRATEGIC], f"plan {name}", {}, [], False)
+
+    def event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        pass
+
+
+async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor) -> float:
+    """The same shape by hand: a goal span, 1 root, 4 team attempts, 5 leaf attempts
+    (one failing with an exception, one linked to it), 2 events on the supervisors."""
+    providers = {
+        layer: TracerProvider(
+            resource=Resource.create({"service.name": f"raw.{layer}"}), shutdown_on_exit=False
+        )
+        for layer in ("strategic", "tactical", "leaf")
+    }
+    for provider in providers.values():
+        provider.add_span_processor(processor)
+    tracers = {layer: p.get_tracer("raw") for layer, p in providers.items()}
+    assert spans_per_goal == 11, spans_per_goal
+
+    def agent(layer: str, name: str, attempt: int, step: str | None) -> dict[str, object]:
+        attributes: dict[str, object] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "gen_ai.agent.id": f"bench/{name}",
+            "gen_ai.conversation.id": "g",
+            "overstory.layer": layer,
+            "overstory.path": f"bench/{name}",
+            "overstory.attempt": attempt,
+            "gen_ai.agent.description": "x",
+        }
+        if step:
+            attributes["overstory.step"] = step
+        return attributes
+
+    start = time.process_time()
+    for _ in range(goals):
+        with (
+            tracers["strategic"].start_as_current_span(
+                "invoke_workflow bench",
+                context=trace_api.set_span_in_context(trace_api.INVALID_SPAN),
+                attributes={
+                    "gen_ai.operation.name": "invoke_workflow",
+                    "gen_ai.workflow.name": "b",
+                },
+            ),
+            tracers["strategic"].start_as_current_span(
+                "invoke_agent director", attributes=agent("strategic", "director", 1, None)
+            ),
+        ):
+            for team, leaves in (("sales", ("crm", "score")), ("outreach", ("mail", "book"))):
+                for leaf in leaves:
+                    with tracers["tactical"].start_as_current_span(
+                        f"invoke_agent {team}", attributes=agent("tactical", team, 1, leaf)
+                    ) as team_span:
+                        previous = None
+                        for attempt in (1, 2) if leaf == "crm" else (1,):
+                            links = [Link(previous.get_span_context())] if previous else []
+                            try:
+                                with tracers["leaf"].start_as_current_span(
+                                    f"invoke_agent {leaf}",
+                                    attributes=agent("leaf", leaf, attempt, leaf),
+                                    links=links,
+                                ) as leaf_span:
+                                    previous = leaf_span
+                                    if attempt == 1 and leaf == "crm":
+                                        raise ValueError("flaky")
+                            except ValueError:
+                                team_span.add_event(
+                                    "retry", {"overstory.attempt": 1, "error.type": "E"}
+                                )
+                    await trio.lowlevel.checkpoint()
+    return time.process_time() - start
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--goals", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    tree = build_tree()
+    goals = args.goals
+
+    times: dict[str, list[float]] = {
+        "off": [],
+        "on": [],
+        "on_metrics": [],
+        "raw_hooks": [],
+        "raw_loop": [],
+    }
+    spans_per_goal = 0
+    for _ in range(args.repeat):  # interleaved, so that a noisy moment hits every side
+        times["off"].append(trio.run(run_goals, tree, goals, _null()))
+        drop = Drop()
+        telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=())
+        times["on"].append(trio.run(run_goals, tree, goals, telemetry.instrumentation))
+        telemetry.close()
+        spans_per_goal = drop.count // goals
+        reader = InMemoryMetricReader()
+        telemetry = ov.telemetry.configure(exporter=Drop(), install=False, metric_readers=[reader])
+        times["on_metrics"].append(trio.run(run_goals, tree, goals, telemetry.instrumentation))
+        telemetry.close()
+        raw_drop = Drop()
+        processor = BatchSpanProcessor(raw_drop)
+        raw = RawSdkInstrumentation(processor)
+        times["raw_hooks"].append(trio.run(run_goals, tree, goals, raw))
+        processor.shutdown()
+        assert raw_drop.count == drop.count, (raw_drop.count, drop.count)
+        loop_drop = Drop()
+        processor = BatchSpanProcessor(loop_drop)
+        times["raw_loop"].append(trio.run(raw_sdk, spans_per_goal, goals, processor))
+        processor.shutdown()
+        assert loop_drop.count == drop.count, (loop_drop.count, drop.count)
+    best = {side: min(values) for side, values in times.items()}
+    spans = spans_per_goal * goals
+
+    def per_span(seconds: float) -> float:
+        return seconds / spans * 1e6
+
+    cost = {
+        "overstory": per_span(best["on"] - best["off"]),
+        "overstory_with_metrics": per_span(best["on_metrics"] - best["off"]),
+        "raw_sdk_hooks": per_span(best["raw_hooks"] - best["off"]),
+        "raw_sdk_loop": per_span(best["raw_loop"]),
+    }
+    records: list[dict[str, Any]] = [
+        {"measure": "goals_per_s", "tracing": "off", "value": round(goals / best["off"], 1)},
+        {"measure": "goals_per_s", "tracing": "on", "value": round(goals / best["on"], 1)},
+        {
+            "measure": "goals_per_s",
+            "tracing": "on+metrics",
+            "value": round(goals / best["on_metrics"], 1),
+        },
+        {"measure": "spans_per_goal", "value": spans_per_goal},
+    ]
+    records += [
+        {"measure": "cost_per_span_us", "side": side, "value": round(value, 2)}
+        for side, value in cost.items()
+    ]
+    for ours in ("overstory", "overstory_with_metrics"):
+        for theirs in ("raw_sdk_hooks", "raw_sdk_loop"):
+            records.append(
+                {
+                    "measure": "ratio",
+                    "ours": ours,
+                    "raw": theirs,
+                    "value": round(cost[ours] / cost[theirs], 3),
+                    "target": 1.3,
+                }
+            )
+    for record in records:
+        print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

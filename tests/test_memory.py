@@ -1,0 +1,86 @@
+"""A finished goal leaves nothing behind in the runner: a long-running process does not grow.
+
+No timing here: the garbage collector is asked which runtime objects are still alive.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+import overstory as ov
+from overstory.supervisors._runtime import GoalRun
+from overstory.supervisors._scheduler import PlanRun, _StepRun
+
+
+@ov.leaf(description="Does one unit of work")
+async def work(task: ov.Task, ctx: ov.Context) -> dict[str, Any]:
+    await trio.lowlevel.checkpoint()
+    return {"item": task.input}
+
+
+@ov.leaf(description="Fails every time")
+async def broken(task: ov.Task, ctx: ov.Context) -> None:
+    raise RuntimeError("broken")
+
+
+PLAN = (
+    ov.Step("fan", "Do each item", to="team", for_each="input"),
+    ov.Step("once", "Do it once more", to="team", after=["fan"]),
+)
+TREE = ov.Tree(
+    "mem",
+    ov.Strategic("root", plan=PLAN, children=[ov.Tactical("team", "Does work", children=[work])]),
+)
+
+
+def step_runs_of_plan() -> int:
+    """Live (tracked) plan states of this module's static plan."""
+    return sum(
+        1
+        for o in gc.get_objects()
+        if isinstance(o, _StepRun) and any(o.step is step for step in PLAN)
+    )
+
+
+async def test_finished_goals_leave_no_runtime_state() -> None:
+    """After goals end (succeeded, failed or cancelled), no GoalRun or PlanRun of the
+    runner survives and the runner holds no handle."""
+    failing = ov.Tree(
+        "bad",
+        ov.Tactical("team", "Fails", children=[broken], retry=ov.Retry(attempts=2)),
+    )
+    async with TREE.running() as runner, failing.running() as bad_runner:
+        handles = [await runner.submit("go", input=[1, 2, 3]) for _ in range(5)]
+        for handle in handles:
+            assert (await handle.outcome()).ok
+        failed = await bad_runner.submit("fail")
+        assert not (await failed.outcome()).ok
+        stuck = await runner.submit("go", input=[1])
+        stuck.cancel()
+        await stuck.outcome()
+        assert runner.in_flight == ()
+        assert bad_runner.in_flight == ()
+        ours = (runner.runtime, bad_runner.runtime)
+        gc.collect()
+        objects = gc.get_objects()
+        assert not [o for o in objects if isinstance(o, GoalRun) and o.runtime in ours]
+        assert not [o for o in objects if isinstance(o, PlanRun) and o.run_state.runtime in ours]
+
+
+async def test_plan_state_is_freed_without_the_cycle_collector() -> None:
+    """A finished plan's steps and units hold no reference cycle, so they are freed at
+    once instead of waiting for a full collection (costly with many goals in flight)."""
+    async with TREE.running() as runner:
+        await (await runner.submit("warm", input=[1])).outcome()
+        gc.collect()
+        gc.disable()
+        try:
+            outcome = await (await runner.submit("go", input=[1, 2, 3])).outcome()
+            assert outcome.ok
+            assert step_runs_of_plan() == 0
+        finally:
+            gc.enable()
