@@ -46,6 +46,7 @@ from overstory.daemon._models import (
     ReviewStatus,
     ReviewView,
     SubmitGoal,
+    TraceView,
     TreeView,
     json_schema,
     structure,
@@ -402,6 +403,21 @@ async def goal_events(call: Call) -> Response:
     return EventStream(call.daemon, goal_id, after, follow, call.streams)  # type: ignore[return-value]
 
 
+async def goal_trace(call: Call) -> Response:
+    goal_id = _goal_id(call)
+    if await call.daemon.journal.read(lambda c: store.get_goal(c, goal_id)) is None:
+        raise HttpError(404, "not_found", f"no goal {goal_id[:80]!r}")
+    spans = await call.daemon.trace(goal_id)
+    if spans is None:
+        raise HttpError(
+            409,
+            "tracing_off",
+            "this daemon records no spans: start it with `overstory serve --trace` (or read "
+            "its traces where OTEL_EXPORTER_OTLP_ENDPOINT sends them)",
+        )
+    return _json(TraceView(goal_id=goal_id, spans=spans))
+
+
 async def list_reviews(call: Call) -> Response:
     status = call.param("status")
     reviews = await call.daemon.reviews(
@@ -714,6 +730,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         answer=("text/event-stream", "id: seq, event: kind, data: an EventView."),
         errors=(404, 422),
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/goals/{goal_id}/trace",
+        name="goal_trace",
+        summary="The goal's recorded spans, for a waterfall (needs serve --trace).",
+        handler=goal_trace,
+        answer=TraceView,
+        errors=(404, 409),
     ),
     Endpoint(
         method="GET",

@@ -13,6 +13,7 @@ import argparse
 import functools
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,20 +24,25 @@ from overstory._errors import ConfigurationError, StartError
 from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
 from overstory.daemon._view import GoalView, describe_event, render_health
 
-__all__ = ["register"]
+__all__ = ["add_client_options", "register", "trace"]
 
 
 # -- argument parsing -------------------------------------------------------------------
 
 
-def register(subparsers: Any) -> None:
-    """Add ``serve`` and the client commands to an argparse subparsers object."""
-    client = argparse.ArgumentParser(add_help=False)
-    group = client.add_argument_group("daemon")
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command that talks to a daemon takes."""
+    group = parser.add_argument_group("daemon")
     group.add_argument("--url", help="the daemon's URL (default: $OVERSTORY_URL, or found)")
     group.add_argument("--token", help="a bearer token (default: $OVERSTORY_TOKEN, or STATE/token)")
     group.add_argument("--state-dir", type=Path, help="the daemon's state directory")
     group.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and the client commands to an argparse subparsers object."""
+    client = argparse.ArgumentParser(add_help=False)
+    add_client_options(client)
 
     serve = subparsers.add_parser(
         "serve",
@@ -57,6 +63,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
     serve.add_argument("--max-body", type=int, default=1_048_576, help="request size limit")
     serve.add_argument("--tokens", type=Path, help="TOML file of tokens per role")
+    serve.add_argument(
+        "--trace",
+        action="store_true",
+        help="record spans in STATE/traces.jsonl for `overstory trace ID` (otherwise spans "
+        "go where the OTEL_* variables say)",
+    )
     serve.set_defaults(handler=_serve)
 
     submit = subparsers.add_parser("submit", parents=[client], help="submit a goal")
@@ -172,6 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
             grace=args.grace,
             max_body=args.max_body,
             tokens_file=args.tokens,
+            trace=args.trace,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -389,4 +402,23 @@ def _events(args: argparse.Namespace) -> int:
             if exc.status == 404:
                 raise CommandError(f"no goal {args.id}") from None
             raise
+    return EXIT_OK
+
+
+@_talks_to_daemon
+def trace(args: argparse.Namespace) -> int:
+    """``overstory trace ID``: the goal's recorded spans from the daemon, as a waterfall."""
+    from overstory.telemetry import load_spans, render_waterfall
+
+    with _client(args) as client:
+        found = _known(lambda: client.trace(str(args.file)), f"no goal {args.file}")
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    spans = load_spans(json.dumps(span) for span in found["spans"])
+    width = args.width or shutil.get_terminal_size((120, 24)).columns
+    drawn = render_waterfall(spans, width=width, events=not args.no_events)
+    if not drawn:
+        raise CommandError(f"no spans of goal {args.file} were recorded", status=EXIT_FAILED)
+    print(drawn, end="")
     return EXIT_OK

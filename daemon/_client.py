@@ -149,6 +149,9 @@ class Client:
     def edit(self, review_id: int, output: Any) -> dict[str, Any]:
         return self._call("POST", f"/v1/reviews/{review_id}/edit", json={"output": output})
 
+    def trace(self, goal_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/goals/{goal_id}/trace")
+
     def tree(self) -> dict[str, Any]:
         return self._call("GET", "/v1/tree")
 

@@ -48,7 +48,9 @@ class Config:
     bounds goals running at once; up to ``max_queue`` more wait (then submissions get
     429). On SIGTERM or SIGINT running goals get ``grace`` seconds to finish. Request
     bodies over ``max_body`` bytes get 413. ``tokens_file`` adds per-role tokens and is
-    required to bind a non-loopback ``host``. ``port=0`` picks a free port.
+    required to bind a non-loopback ``host``. ``port=0`` picks a free port. ``trace``
+    records every span in ``state_dir/traces.jsonl`` (``overstory trace ID`` draws a
+    goal's); otherwise spans go where the standard ``OTEL_*`` variables say, if anywhere.
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -59,7 +61,12 @@ class Config:
     grace: float = attrs.field(default=30.0, validator=at_least(0))
     max_body: int = attrs.field(default=1_048_576, validator=at_least(1024))
     tokens_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    trace: bool = False
 
     @property
     def journal_path(self) -> Path:
         return self.state_dir / "journal.sqlite3"
+
+    @property
+    def trace_path(self) -> Path:
+        return self.state_dir / "traces.jsonl"

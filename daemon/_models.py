@@ -40,6 +40,7 @@ __all__ = [
     "ReviewView",
     "StepDone",
     "SubmitGoal",
+    "TraceView",
     "TreeView",
     "api",
     "json_schema",
@@ -342,6 +343,14 @@ class EventPage:
     next_after: int | None = attrs.field(
         metadata=doc("Pass as ?after= for the next page; null on the last.")
     )
+
+
+@attrs.frozen(kw_only=True)
+class TraceView:
+    """A goal's recorded spans (one trace per run), as ``overstory trace`` reads them."""
+
+    goal_id: str
+    spans: list[dict[str, Any]]
 
 
 @attrs.frozen(kw_only=True)

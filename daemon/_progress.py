@@ -43,11 +43,16 @@ class ProgressInstrumentation:
         self.inner = inner
         self.sink = sink
 
-    def goal(self, *, tree: str, goal_id: str, goal: str) -> AbstractContextManager[SpanHook]:
-        return self.inner.goal(tree=tree, goal_id=goal_id, goal=goal)
+    def goal(
+        self, *, tree: str, goal_id: str, goal: str, layer: Layer
+    ) -> AbstractContextManager[SpanHook]:
+        return self.inner.goal(tree=tree, goal_id=goal_id, goal=goal, layer=layer)
 
     def plan(self, *, name: str, path: str, goal_id: str) -> AbstractContextManager[SpanHook]:
         return self.inner.plan(name=name, path=path, goal_id=goal_id)
+
+    def event(self, name: str, attributes: Mapping[str, AttributeValue]) -> None:
+        self.inner.event(name, attributes)
 
     @contextmanager
     def invoke(

@@ -16,7 +16,7 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,6 +27,9 @@ from overstory.daemon._journal import Journal
 from overstory.daemon._service import Daemon
 from overstory.hierarchy._tree import Tree
 from overstory.telemetry._hooks import current_instrumentation
+
+if TYPE_CHECKING:
+    from overstory.telemetry import Telemetry
 
 __all__ = ["DAEMON_FILE", "serve"]
 
@@ -64,6 +67,8 @@ async def serve(
         partial(Journal.open, config.journal_path, tree=tree.name)
     )
     daemon = Daemon(tree=tree.name, journal=journal, config=config)
+    telemetry = _telemetry(config)
+    daemon.telemetry = telemetry
     stop = stop if stop is not None else trio.Event()
     forced: list[int] = []
     streams: set[trio.CancelScope] = set()
@@ -85,6 +90,8 @@ async def serve(
                 journal.stop()
     finally:
         await trio.to_thread.run_sync(journal.close)
+        if telemetry is not None:
+            await telemetry.aclose()
         _remove_daemon_file(config.state_dir)
     if forced:
         logger.warning("stopped at once by a second signal")
@@ -161,6 +168,26 @@ async def _on_signals(
                 forced.append(signum)
                 everything.cancel()
                 return
+
+
+#: Any of these set: spans are exported as OpenTelemetry's variables say (as ``run`` does).
+_OTEL_EXPORT_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+
+
+def _telemetry(config: Config) -> Telemetry | None:
+    """Record spans in the state directory (``--trace``), or export them as the OTEL_*
+    variables say; ``None`` when neither is asked for (no SDK pipeline at all)."""
+    from overstory.telemetry import configure
+
+    if config.trace:
+        return configure(path=config.trace_path)
+    if any(os.environ.get(name, "").strip() for name in _OTEL_EXPORT_VARIABLES):
+        return configure()
+    return None
 
 
 def _write_daemon_file(state_dir: Path, url: str, tree: str) -> None:

@@ -134,6 +134,9 @@ class Daemon:
         self._parked: dict[int, _Parked] = {}
         self._followers: dict[str, set[trio.MemorySendChannel[EventView | None]]] = {}
         self._nursery: trio.Nursery | None = None
+        #: The telemetry pipeline ``serve`` configured, if any (flushed before a trace
+        #: is read back).
+        self.telemetry: Any = None
 
     # -- wiring into Tree.running ----------------------------------------------------------
 
@@ -634,6 +637,15 @@ class Daemon:
             partial(store.events, goal_id=goal_id, kind=kind, after=after, limit=limit)
         )
 
+    async def trace(self, goal_id: str) -> list[dict[str, Any]] | None:
+        """The recorded spans of every trace of the goal (one per run: a resumed goal has
+        several), as JSON records; ``None`` when the daemon records no spans."""
+        if not self.config.trace:
+            return None
+        if self.telemetry is not None:
+            await self.telemetry.flush(5.0)
+        return await trio.to_thread.run_sync(_spans_of, self.config.trace_path, goal_id)
+
     def is_live(self, goal_id: str) -> bool:
         return goal_id in self._live
 
@@ -713,3 +725,17 @@ def _goal_detail(
     if row is None:
         return None
     return row, store.checkpoints(c, goal_id), store.pending_review_ids(c, goal_id)
+
+
+def _spans_of(path: Any, goal_id: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            records = [json.loads(line) for line in file if line.strip()]
+    except FileNotFoundError:
+        return []
+    traces = {
+        record["trace_id"]
+        for record in records
+        if record.get("attributes", {}).get("gen_ai.conversation.id") == goal_id
+    }
+    return [record for record in records if record["trace_id"] in traces]

@@ -760,7 +760,7 @@ def _check(args: argparse.Namespace) -> int:
 def _add_trace(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "trace",
-        help="draw traces from a JSON-lines span file",
+        help="draw traces from a span file, or a goal's from the daemon",
         description=(
             "Read FILE (written by `overstory run --trace-file FILE` or "
             "ov.telemetry.configure(path=FILE)) and draw each trace as a waterfall: "
@@ -768,7 +768,12 @@ def _add_trace(subparsers: Any) -> None:
             "and the supervision events under the span that decided them."
         ),
     )
-    parser.add_argument("file", metavar="FILE", type=Path, help="the JSON-lines span file")
+    parser.add_argument(
+        "file",
+        metavar="FILE|ID",
+        type=Path,
+        help="a JSON-lines span file, or the id of a goal of a running daemon (serve --trace)",
+    )
     parser.add_argument("--trace-id", metavar="ID", default=None, help="draw only this trace")
     parser.add_argument("--no-events", action="store_true", help="leave out the span events")
     parser.add_argument(
@@ -778,10 +783,18 @@ def _add_trace(subparsers: Any) -> None:
         default=None,
         help="the width of a line (default: the terminal's)",
     )
+    from overstory.daemon._cli import add_client_options
+
+    add_client_options(parser)
     parser.set_defaults(handler=_trace)
 
 
 def _trace(args: argparse.Namespace) -> int:
+    text = str(args.file)
+    if not args.file.exists() and not args.file.suffix and os.sep not in text and "/" not in text:
+        from overstory.daemon._cli import trace  # a goal id: ask the daemon
+
+        return trace(args)
     try:
         with args.file.open(encoding="utf-8") as file:
             spans = load_spans(file)

@@ -139,3 +139,20 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     no_tree = run_cli("serve", "tests/daemon_trees.py:nothing", "--state-dir", str(tmp_path))
     assert no_tree.code == 2
     assert "has no attribute 'nothing'" in no_tree.err
+
+
+def test_trace_draws_a_goals_waterfall_when_the_daemon_records_spans(tmp_path: Path) -> None:
+    """With serve --trace, trace ID draws the goal's spans; without, it says how to get them."""
+    with Daemon(tmp_path / "traced", "slow", args=["--trace"]) as daemon:
+        goal_id = daemon.cli("submit", "g").out.strip()
+        with daemon.client() as http:
+            wait_status(http, goal_id, {"succeeded"}, timeout=10)
+        drawn = daemon.cli("trace", goal_id)
+    assert drawn.code == 0, drawn
+    assert "pipeline" in drawn.out
+    assert drawn.out.count("work") >= 3
+    with Daemon(tmp_path / "untraced", "slow") as daemon:
+        goal_id = daemon.cli("submit", "g").out.strip()
+        refused = daemon.cli("trace", goal_id)
+    assert refused.code == 2
+    assert "start it with `overstory serve --trace`" in refused.err

@@ -30,6 +30,7 @@ MATRIX = {
     ("GET", "/v1/goals/{goal_id}"): "any",
     ("POST", "/v1/goals/{goal_id}/cancel"): "submit",
     ("GET", "/v1/goals/{goal_id}/events"): "any",
+    ("GET", "/v1/goals/{goal_id}/trace"): "any",
     ("GET", "/v1/reviews"): "any",
     ("GET", "/v1/reviews/{review_id}"): "any",
     ("POST", "/v1/reviews/{review_id}/approve"): "review",
