@@ -1,7 +1,7 @@
 """Benchmark the daemon over loopback: durable accepts per second and their latency, and
 end-to-end goals per second for a trivial tree.
 
-    python -m benchmarks.daemon [--accepts 6000] [--goals 2000] [--connections 8]
+    python -m benchmarks.daemon [--floor 3000] [--accepts 6000] [--goals 2000] [--connections 8]
 
 Each measurement starts ``overstory serve`` in a subprocess with a fresh state directory
 and prints one JSON line:
@@ -210,6 +210,7 @@ async def _end_to_end(server: Server, goals: int, connections: int) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--floor", type=int, default=3000, help="GET /healthz requests")
     parser.add_argument("--accepts", type=int, default=6000, help="submissions to time")
     parser.add_argument("--goals", type=int, default=2000, help="goals to run end to end")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
@@ -218,7 +219,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         server = Server(Path(directory) / "floor", "blocked")
         try:
-            probes = [server.request("GET", "/healthz")] * 3000
+            probes = [server.request("GET", "/healthz")] * args.floor
             result = trio.run(_load, server, probes, args.connections)
         finally:
             server.stop()
