@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -270,3 +271,25 @@ def test_health_needs_no_token_and_everything_else_does(daemon: Daemon) -> None:
         document = http.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/v1/goals" in document["paths"]
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    """Past --max-queue waiting goals, submit answers 429 with Retry-After; a known
+    idempotency key is still answered with its goal."""
+    args = ["--max-concurrent", "1", "--max-queue", "1"]
+    with Daemon(tmp_path / "state", "reviewed", args=args) as daemon, daemon.client() as http:
+        running = _submit(http)
+        wait_for(
+            lambda: http.get(f"/v1/goals/{running['id']}").json()["pending_reviews"],
+            timeout=10,
+            what="the first goal to park in review",
+        )
+        queued = _submit(http, idempotency_key="queued")
+        refused = http.post("/v1/goals", json={"goal": "one too many"})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"] == "busy"
+        again = http.post(
+            "/v1/goals", json={"goal": "write about trees", "idempotency_key": "queued"}
+        )
+        assert (again.status_code, again.json()["id"]) == (200, queued["id"])
