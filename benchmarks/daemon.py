@@ -46,6 +46,8 @@ class Server:
     """``overstory serve benchmarks/trees.py:TREE`` in a subprocess."""
 
     def __init__(self, state: Path, tree: str, *args: str) -> None:
+        # The daemon's stderr goes to a file, so a failed start can say why.
+        self.log = state.parent / f"{state.name}.stderr"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -63,9 +65,10 @@ class Server:
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
         )
-        deadline = time.monotonic() + 30
+        # Generous: importing the whole stack takes seconds on a loaded 2-core machine.
+        deadline = time.monotonic() + 90
         while True:
             try:
                 info = json.loads((state / "daemon.json").read_text())
@@ -75,7 +78,10 @@ class Server:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise SystemExit("the daemon did not start")
+                why = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise SystemExit(
+                    f"the daemon did not start (exit {self.process.returncode}):\n{why}"
+                )
             time.sleep(0.05)
         self.host, port = info["url"].removeprefix("http://").rsplit(":", 1)
         self.port = int(port)
