@@ -22,7 +22,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 TREES = "tests/daemon_trees.py"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
 
 
 def overstory(*args: str) -> list[str]:
