@@ -4,6 +4,11 @@ One ``SupervisorNode`` serves every goal; its intensity gate and its children's
 breakers are shared across goals, as in OTP. Per goal, the steps of its plan run in a
 :class:`~overstory.supervisors._scheduler.PlanRun`, which asks this node for exactly one
 attempt at a time (:meth:`SupervisorNode.try_once`) and applies the decision it returns.
+
+The attempt itself (:mod:`~overstory.supervisors._attempts`), what a failure leads to
+(:mod:`~overstory.supervisors._failures`) and hand-offs between children
+(:mod:`~overstory.supervisors._handoffs`) are functions of the node in modules of their
+own; they import this module only for type checking, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -17,35 +22,33 @@ import attrs
 import trio
 
 from overstory._errors import (
-    AttemptTimeout,
     BudgetExhausted,
     CandidatesExhausted,
     Escalation,
     Failure,
-    Fatal,
-    HandoffLoop,
     NoCandidate,
     PlanError,
     ReviewRejected,
     SupervisorTripped,
 )
 from overstory.hierarchy._blueprint import NodeDef
-from overstory.hierarchy._context import Context, using_context
-from overstory.hierarchy._layer import Layer
+from overstory.hierarchy._context import Context
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import Strategic, SupervisorSpec
-from overstory.hierarchy._task import SAME_INPUT, Handoff, Task
+from overstory.hierarchy._task import Handoff, Task
+from overstory.supervisors._attempts import attempt
 from overstory.supervisors._decisions import (
     Decision,
     Done,
     Escalate,
-    RetryLater,
     Track,
     UpwardHandoff,
 )
 from overstory.supervisors._events import EventKind
+from overstory.supervisors._failures import decide, escalate
 from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker, IntensityGate
+from overstory.supervisors._handoffs import follow_handoff
 from overstory.supervisors._review import review
 from overstory.supervisors._runtime import GoalRun, Node, Runtime, key_scope, within_key
 from overstory.supervisors._scheduler import PlanRun
@@ -98,7 +101,7 @@ class SupervisorNode:
             for name, child in self.children.items()
         }
         # Span attributes per child beyond what every invocation carries (telemetry).
-        self._span_attributes: dict[str, dict[str, AttributeValue]] = {
+        self.span_attributes: dict[str, dict[str, AttributeValue]] = {
             name: (
                 {"overstory.strategy": child.definition.spec.strategy.value}
                 if isinstance(child.definition.spec, SupervisorSpec)
@@ -127,12 +130,12 @@ class SupervisorNode:
         if breaker is not None:
             moved = breaker.refresh(now)
             if moved is not None:
-                self._breaker_event(name, moved, span)
+                self.breaker_event(name, moved, span)
             if not breaker.available(now):
                 return False
         return self.children[name].healthy(now)
 
-    def _breaker_event(self, name: str, state: BreakerState, span: SpanHook | None) -> None:
+    def breaker_event(self, name: str, state: BreakerState, span: SpanHook | None) -> None:
         self.runtime.emit(
             span, self.runtime.event(_BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
         )
@@ -344,108 +347,7 @@ class SupervisorNode:
             track.attempt = 0
         return None
 
-    # -- one attempt --------------------------------------------------------------------
-
-    async def attempt(
-        self,
-        child: Node,
-        task: Task,
-        run: GoalRun,
-        *,
-        attempt: int,
-        outputs: Mapping[str, Any],
-        feedback: tuple[str, ...],
-        track: Track,
-        span: SpanHook,
-    ) -> Any:
-        """Run one attempt of ``child`` under its timeout and its own span.
-
-        The span is linked to the unit's previous attempt and becomes ``track.previous``
-        (whether the attempt succeeds or not). Updates the child's breaker. Raises the
-        child's failure, or :class:`AttemptTimeout`; cancellation from outside passes
-        through untouched.
-        """
-        definition = child.definition
-        ctx = Context(
-            task=task,
-            goal=run.goal,
-            goal_id=run.goal_id,
-            path=definition.path,
-            attempt=attempt,
-            outputs=outputs,
-            memory=run.memory,
-            feedback=feedback,
-            layer=definition.layer.value,
-            usage=run.usage,
-        )
-        if definition.layer is Layer.LEAF:
-            run.usage.charge(path=definition.path, layer=definition.layer.value, attempts=1)
-        breaker = self.breakers.get(definition.name)
-        if breaker is not None:
-            breaker.begin()
-        stats = self.stats[definition.name]
-        stats[0] += 1
-        settled = False
-        attributes = self._span_attributes[definition.name]
-        if task.item is not None or task.handoffs:
-            attributes = dict(attributes)
-            if task.item is not None:
-                attributes["overstory.item"] = task.item
-            if task.handoffs:
-                attributes["overstory.handoffs"] = task.handoffs
-        try:
-            with (
-                using_context(ctx),
-                self.runtime.instrumentation.invoke(
-                    layer=definition.layer,
-                    name=definition.name,
-                    path=definition.path,
-                    description=definition.description,
-                    goal_id=run.goal_id,
-                    step=task.step,
-                    attempt=attempt,
-                    previous=track.previous,
-                    attributes=attributes,
-                ) as child_span,
-            ):
-                track.previous = child_span
-                try:
-                    result = await self._run_bounded(child, task, ctx, run, child_span)
-                except BudgetExhausted as exc:
-                    # The goal ran out of budget: not the child's fault, so no breaker.
-                    child_span.record_failure(exc)
-                    raise
-                except Exception as exc:
-                    child_span.record_failure(exc)
-                    stats[2] += 1
-                    if breaker is not None:
-                        settled = True
-                        moved = breaker.failure(trio.current_time())
-                        if moved is not None:
-                            self._breaker_event(definition.name, moved, span)
-                    raise
-            stats[1] += 1
-            if breaker is not None:
-                settled = True
-                moved = breaker.success()
-                if moved is not None:
-                    self._breaker_event(definition.name, moved, span)
-            return result
-        finally:
-            stats[0] -= 1
-            if breaker is not None and not settled:
-                breaker.cancelled()
-
-    async def _run_bounded(
-        self, child: Node, task: Task, ctx: Context, run: GoalRun, span: SpanHook
-    ) -> Any:
-        timeout = child.definition.timeout
-        if timeout is None:
-            return await child.execute(task, ctx, run, span)
-        with trio.move_on_after(timeout) as bound:
-            return await child.execute(task, ctx, run, span)
-        assert bound.cancelled_caught
-        raise AttemptTimeout(child.definition.path, f"attempt timed out after {timeout:g} s")
+    # -- one attempt and what follows it -------------------------------------------------
 
     async def try_once(
         self,
@@ -467,7 +369,7 @@ class SupervisorNode:
             try:
                 track.ranked = await self.rank(step)
             except NoCandidate as exc:
-                return self._escalate(exc, exc.__cause__, track, run, span)
+                return escalate(self, exc, exc.__cause__, track, run, span)
             except BudgetExhausted as exc:
                 if not run.recorded(exc):
                     run.fail(
@@ -488,11 +390,12 @@ class SupervisorNode:
                 error = CandidatesExhausted(
                     self.path, step.name, f"every candidate failed ({track.total} attempts)"
                 )
-            return self._escalate(error, None, track, run, span)
+            return escalate(self, error, None, track, run, span)
         track.attempt += 1
         track.total += 1
         try:
-            output = await self.attempt(
+            output = await attempt(
+                self,
                 child,
                 task,
                 run,
@@ -503,11 +406,11 @@ class SupervisorNode:
                 span=span,
             )
         except Exception as exc:
-            return self.decide(track, child, exc, run, span)
+            return decide(self, track, child, exc, run, span)
         if isinstance(output, _HANDOFFS):
             try:
-                output = await self.follow_handoff(
-                    output, child, task, run, span, outputs, feedback
+                output = await follow_handoff(
+                    self, output, child, task, run, span, outputs, feedback
                 )
             except Failure as exc:
                 run.fail(
@@ -518,7 +421,8 @@ class SupervisorNode:
                     error=exc,
                 )
                 self.count_failure(span, goal_id=run.goal_id, step=step.name)
-                return self._escalate(
+                return escalate(
+                    self,
                     Escalation(self.path, step.name, f"hand-off failed: {exc}", fatal=exc.fatal),
                     exc,
                     track,
@@ -526,229 +430,3 @@ class SupervisorNode:
                     span,
                 )
         return Done(output, child.definition.path)
-
-    def decide(
-        self, track: Track, child: Node, error: Exception, run: GoalRun, span: SpanHook
-    ) -> Decision:
-        """Record a failed attempt and choose: retry, reassign or escalate."""
-        definition = child.definition
-        step = track.step
-        if isinstance(error, BudgetExhausted):
-            # The goal is already cancelled; pass the reason up without counting anything.
-            if not run.recorded(error):
-                run.fail(
-                    path=definition.path,
-                    layer=definition.layer.value,
-                    step=step,
-                    attempt=track.attempt,
-                    error=error,
-                )
-            return Escalate(error)
-        # A child supervisor's escalation is in the chain already: it recorded it itself.
-        if not (isinstance(error, Escalation) and run.recorded(error)):
-            run.fail(
-                path=definition.path,
-                layer=definition.layer.value,
-                step=step,
-                attempt=track.attempt,
-                error=error,
-            )
-        error_type = type(error).__name__
-        self.count_failure(
-            span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
-        )
-        retry = self.spec.retry
-        if isinstance(error, (Fatal, *retry.fatal)) or getattr(error, "fatal", False):
-            return self._escalate(
-                Escalation(
-                    self.path, step, f"fatal failure in {definition.path}: {error}", fatal=True
-                ),
-                error,
-                track,
-                run,
-                span,
-            )
-        if self.gate.tripped:
-            return self._escalate(
-                SupervisorTripped(self.path, step, "restart intensity exceeded"),
-                error,
-                track,
-                run,
-                span,
-            )
-        now = trio.current_time()
-        # A child supervisor that escalated has already retried; go straight to the next.
-        if (
-            not isinstance(error, Escalation)
-            and track.attempt < retry.attempts
-            and self.available(definition.name, now, span)
-        ):
-            delay = retry.backoff.delay(track.attempt - 1, self.runtime.rng.random())
-            self.runtime.emit(
-                span,
-                self.runtime.event(
-                    EventKind.RETRY,
-                    self.path,
-                    goal_id=run.goal_id,
-                    step=step,
-                    attempt=track.attempt,
-                    agent=definition.path,
-                    delay=delay,
-                    error_type=error_type,
-                    message=str(error),
-                ),
-            )
-            return RetryLater(delay)
-        track.index += 1
-        track.attempt = 0
-        following = self.candidate(track, span)
-        if following is not None:
-            self.runtime.emit(
-                span,
-                self.runtime.event(
-                    EventKind.REASSIGN,
-                    self.path,
-                    goal_id=run.goal_id,
-                    step=step,
-                    attempt=track.total,
-                    agent=definition.path,
-                    next_agent=following.definition.path,
-                    error_type=error_type,
-                    message=str(error),
-                ),
-            )
-            return RetryLater(0.0)
-        return self._escalate(
-            CandidatesExhausted(
-                self.path,
-                step,
-                f"every candidate failed ({track.total} attempts); last: {error_type}: {error}",
-            ),
-            error,
-            track,
-            run,
-            span,
-        )
-
-    def _escalate(
-        self,
-        error: Escalation,
-        cause: BaseException | None,
-        track: Track,
-        run: GoalRun,
-        span: SpanHook,
-    ) -> Escalate:
-        error.__cause__ = cause
-        run.fail(
-            path=self.path,
-            layer=self.definition.layer.value,
-            step=track.step,
-            attempt=track.total,
-            error=error,
-            with_traceback=False,
-        )
-        self.runtime.emit(
-            span,
-            self.runtime.event(
-                EventKind.ESCALATE,
-                self.path,
-                goal_id=run.goal_id,
-                step=track.step,
-                attempt=track.total,
-                error_type=type(error).__name__,
-                message=error.message,
-            ),
-        )
-        return Escalate(error)
-
-    # -- hand-offs ----------------------------------------------------------------------
-
-    async def follow_handoff(
-        self,
-        output: Handoff | UpwardHandoff,
-        sender: Node | None,
-        task: Task,
-        run: GoalRun,
-        span: SpanHook,
-        outputs: Mapping[str, Any],
-        feedback: tuple[str, ...],
-    ) -> Any:
-        """Route hand-offs among this supervisor's children until one gives an output.
-
-        Returns an :class:`UpwardHandoff` when no child fits; raises
-        :class:`HandoffLoop` past ``max_handoffs`` and the target's escalation if the
-        target fails.
-        """
-        hops = task.handoffs
-        origin = sender.definition.path if sender is not None else self.path
-        exclude = sender.definition.name if sender is not None else None
-        result: Any = output
-        while isinstance(result, Handoff | UpwardHandoff):
-            if isinstance(result, UpwardHandoff):
-                handoff, hops, origin = result.handoff, result.hops, result.origin
-            else:
-                handoff = result
-                hops += 1
-            if hops > self.spec.max_handoffs:
-                raise HandoffLoop(
-                    self.path, f"more than {self.spec.max_handoffs} hand-offs in a row"
-                )
-            target = handoff.to.split("/", 1)[0] if handoff.to else None
-            step = Step(
-                task.step or self.definition.name,
-                handoff.goal or task.goal,
-                to=handoff.to if target in self.children else None,
-                skills=handoff.skills or task.skills,
-            )
-            if target is not None and target not in self.children:
-                return UpwardHandoff(handoff, hops, origin)
-            ranked = await self.rank(step, exclude=None if target else exclude)
-            if not ranked or (target is not None and ranked[0] != target):
-                return UpwardHandoff(handoff, hops, origin)
-            self.runtime.emit(
-                span,
-                self.runtime.event(
-                    EventKind.HANDOFF,
-                    self.path,
-                    goal_id=run.goal_id,
-                    step=task.step,
-                    agent=origin,
-                    next_agent=f"{self.path}/{ranked[0]}",
-                    message=handoff.reason,
-                ),
-            )
-            handed = Task(
-                goal=step.goal,
-                goal_id=run.goal_id,
-                input=task.input if handoff.input is SAME_INPUT else handoff.input,
-                step=task.step,
-                skills=step.skills,
-                to=handoff.to.split("/", 1)[1] if handoff.to and "/" in handoff.to else None,
-                item=task.item,
-                handoffs=hops,
-            )
-            result, origin, exclude = await self._complete(
-                Track(step=step.name, ranked=ranked), step, handed, run, span, outputs, feedback
-            )
-        return result
-
-    async def _complete(
-        self,
-        track: Track,
-        step: Step,
-        task: Task,
-        run: GoalRun,
-        span: SpanHook,
-        outputs: Mapping[str, Any],
-        feedback: tuple[str, ...],
-    ) -> tuple[Any, str, str | None]:
-        while True:
-            decision = await self.try_once(
-                track, step, task, run, span, outputs=outputs, feedback=feedback
-            )
-            if isinstance(decision, Done):
-                agent = decision.agent or self.path
-                return decision.output, agent, agent.rsplit("/", 1)[-1]
-            if isinstance(decision, Escalate):
-                raise decision.error
-            await trio.sleep(decision.delay)

@@ -50,8 +50,9 @@ from overstory.telemetry._hooks import (
     current_instrumentation,
     install_instrumentation,
 )
-from overstory.telemetry._otel import OtelInstrumentation, install_global_provider
+from overstory.telemetry._otel import OtelInstrumentation
 from overstory.telemetry._records import JsonLinesExporter, SpanRecord
+from overstory.telemetry._routing import install_global_provider
 
 __all__ = ["Telemetry", "configure"]
 

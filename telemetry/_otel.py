@@ -19,22 +19,23 @@ carries the span's :class:`_Scope` (which services, which layer), which is how `
 A span ended by ``trio.Cancelled`` is not a failure: it gets ``overstory.cancelled=true``
 and no ERROR status. Any other exception leaving a span is recorded on it (the runtime
 has usually done so already; recording twice is avoided).
+
+The metrics the spans feed are in :mod:`~overstory.telemetry._metrics`, the stack trace
+format in :mod:`~overstory.telemetry._stacktrace`, and the global tracer provider that
+routes user code's spans to these providers in :mod:`~overstory.telemetry._routing`.
 """
 
 from __future__ import annotations
 
-import linecache
 import os
 import time
-import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 import trio
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     SpanLimits,
@@ -43,10 +44,11 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
 )
 from opentelemetry.trace import Link, Status, StatusCode
-from opentelemetry.util.types import Attributes
 
 from overstory.hierarchy._layer import Layer
-from overstory.telemetry._hooks import AttributeValue, SpanHook, current_instrumentation
+from overstory.telemetry._hooks import AttributeValue, SpanHook
+from overstory.telemetry._metrics import CANCELLED, FAILED, GOAL_STATUS, SUCCEEDED, Metrics
+from overstory.telemetry._stacktrace import stacktrace, type_name
 
 __all__ = ["OtelInstrumentation", "current_scope"]
 
@@ -59,25 +61,8 @@ _GOAL_KEY = context_api.create_key("overstory.goal_id")
 # one copy instead of one per value.
 (_SPAN_KEY,) = trace_api.set_span_in_context(trace_api.INVALID_SPAN, context_api.Context())
 
-_SUCCEEDED = "succeeded"
-_FAILED = "failed"
-_CANCELLED = "cancelled"
+# A goal's status only (never an attempt's outcome), so it stays with the spans.
 _TIMED_OUT = "timed_out"
-
-_GOAL_STATUS = "overstory.goal.status"
-
-# Supervision event name -> (counter, extra metric attributes).
-_EVENT_COUNTERS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "retry": ("retries", ()),
-    "reassign": ("reassignments", ()),
-    "escalate": ("escalations", ()),
-    "restart": ("restarts", (("overstory.restart.kind", "instance"),)),
-    "group_restart": ("restarts", (("overstory.restart.kind", "group"),)),
-    "trip": ("trips", ()),
-    "breaker_open": ("breaker", (("overstory.breaker.state", "open"),)),
-    "breaker_half_open": ("breaker", (("overstory.breaker.state", "half_open"),)),
-    "breaker_close": ("breaker", (("overstory.breaker.state", "closed"),)),
-}
 
 
 class _Scope:
@@ -118,160 +103,6 @@ def _cancelled(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return all(_cancelled(e) for e in error.exceptions)
     return False
-
-
-_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
-_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
-
-
-def _type_name(error: BaseException) -> str:
-    kind = type(error)
-    module = kind.__module__
-    return (
-        kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-    )
-
-
-def stacktrace(error: BaseException) -> str:
-    """``error``'s traceback (and its chained causes) in Python's usual layout, without
-    the column carets and without re-checking every source file on disk.
-
-    ``traceback.format_exception`` stats each file (``linecache.checkcache``) and, on
-    3.11+, re-parses each source line to place carets: about 1.5 ms for a failure raised
-    through the runtime, which would make a failed attempt's span cost more than all the
-    other spans of its goal together.
-    """
-    chain: list[tuple[BaseException, str]] = []
-    seen: set[int] = set()
-    current: BaseException | None = error
-    link = ""
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append((current, link))
-        if current.__cause__ is not None:
-            current, link = current.__cause__, _CAUSE
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, _CONTEXT
-        else:
-            current = None
-    parts: list[str] = []
-    for index in range(len(chain) - 1, -1, -1):
-        each, _ = chain[index]
-        if each.__traceback__ is not None:
-            parts.append("Traceback (most recent call last):\n")
-            for frame, lineno in traceback.walk_tb(each.__traceback__):
-                code = frame.f_code
-                parts.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
-                line = linecache.getline(code.co_filename, lineno, frame.f_globals).strip()
-                if line:
-                    parts.append(f"    {line}\n")
-        message = str(each)
-        parts.append(f"{_type_name(each)}: {message}\n" if message else f"{_type_name(each)}\n")
-        if index:
-            parts.append(chain[index][1])
-    return "".join(parts)
-
-
-_Key = tuple[tuple[str, str], ...]
-
-
-class _Counts:
-    """Counts kept in a plain dict and read by an observable counter at collection time:
-    a count costs a dict update on the trio thread instead of an SDK measurement."""
-
-    __slots__ = ("values",)
-
-    def __init__(self) -> None:
-        self.values: dict[_Key, int] = {}
-
-    def add(self, key: _Key) -> None:
-        self.values[key] = self.values.get(key, 0) + 1
-
-    def observe(self, options: CallbackOptions) -> list[Observation]:
-        # dict.copy() is atomic under the GIL: the reader's thread never sees a dict
-        # changing size under it.
-        return [Observation(value, dict(key)) for key, value in self.values.copy().items()]
-
-
-class _Metrics:
-    """The instruments. Counters are observable (see :class:`_Counts`); durations are
-    histograms, recorded when a span ends."""
-
-    _COUNTERS = (
-        ("goals", "overstory.goals", "{goal}", "Goals that ended, by status."),
-        (
-            "attempts",
-            "overstory.attempts",
-            "{attempt}",
-            "Agent invocations (one per attempt), by layer and outcome.",
-        ),
-        ("retries", "overstory.retries", "{retry}", "Attempts retried."),
-        (
-            "reassignments",
-            "overstory.reassignments",
-            "{reassignment}",
-            "Steps reassigned to another child.",
-        ),
-        (
-            "escalations",
-            "overstory.escalations",
-            "{escalation}",
-            "Steps a supervisor gave up on and escalated.",
-        ),
-        (
-            "restarts",
-            "overstory.restarts",
-            "{restart}",
-            "Agent instances restarted and plan groups re-run.",
-        ),
-        ("trips", "overstory.trips", "{trip}", "Supervisors past their restart intensity."),
-        (
-            "breaker",
-            "overstory.breaker.transitions",
-            "{transition}",
-            "Circuit breaker state changes, by the state entered.",
-        ),
-    )
-
-    def __init__(self, meter: Meter) -> None:
-        self.counts: dict[str, _Counts] = {}
-        for key, name, unit, description in self._COUNTERS:
-            counts = self.counts[key] = _Counts()
-            meter.create_observable_counter(
-                name, callbacks=[counts.observe], unit=unit, description=description
-            )
-        self.goal_duration = meter.create_histogram(
-            "overstory.goal.duration", unit="s", description="How long goals ran, by status."
-        )
-        self.attempt_duration = meter.create_histogram(
-            "overstory.attempt.duration",
-            unit="s",
-            description="How long agent invocations ran, by layer and outcome.",
-        )
-        self._attempt_attributes: dict[tuple[Layer, str], dict[str, str]] = {
-            (layer, outcome): {"overstory.layer": layer.value, "overstory.outcome": outcome}
-            for layer in Layer
-            for outcome in (_SUCCEEDED, _FAILED, _CANCELLED)
-        }
-
-    def attempt(self, layer: Layer, outcome: str, seconds: float) -> None:
-        attributes = self._attempt_attributes[layer, outcome]
-        self.counts["attempts"].add(
-            (("overstory.layer", layer.value), ("overstory.outcome", outcome))
-        )
-        self.attempt_duration.record(seconds, attributes)
-
-    def goal(self, tree: str, status: str, seconds: float) -> None:
-        self.counts["goals"].add((("overstory.tree", tree), (_GOAL_STATUS, status)))
-        self.goal_duration.record(seconds, {"overstory.tree": tree, _GOAL_STATUS: status})
-
-    def event(self, name: str, attributes: Mapping[str, AttributeValue]) -> None:
-        counter = _EVENT_COUNTERS.get(name)
-        if counter is None:
-            return
-        key, extra = counter
-        path = str(attributes.get("overstory.path", ""))
-        self.counts[key].add((("overstory.path", path), *extra))
 
 
 class _Span:
@@ -327,7 +158,7 @@ class _Span:
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         self.span.set_attributes(attributes)
-        status = attributes.get(_GOAL_STATUS)
+        status = attributes.get(GOAL_STATUS)
         if isinstance(status, str):
             self._status = status
 
@@ -341,7 +172,7 @@ class _Span:
         span.add_event(
             "exception",
             {
-                "exception.type": _type_name(error),
+                "exception.type": type_name(error),
                 "exception.message": str(error),
                 "exception.stacktrace": stacktrace(error),
             },
@@ -379,21 +210,21 @@ class _Span:
     ) -> None:
         context_api.detach(self._token)
         span = self.span
-        outcome = _SUCCEEDED
+        outcome = SUCCEEDED
         if exc is not None:
             if _cancelled(exc):
-                outcome = _CANCELLED
+                outcome = CANCELLED
             else:
                 self.record_failure(exc)
         if self._failure is not None:
-            outcome = _FAILED
+            outcome = FAILED
         kind = self._kind
         if kind == "workflow":
             outcome = self._status or outcome
             if outcome == _TIMED_OUT:
                 span.set_attribute("error.type", "timeout")
                 span.set_status(Status(StatusCode.ERROR, "the goal timed out"))
-        if outcome == _CANCELLED:
+        if outcome == CANCELLED:
             span.set_attribute("overstory.cancelled", True)
         end = time.time_ns()
         span.end(end)
@@ -425,7 +256,7 @@ class OtelInstrumentation:
         self.processor = processor
         self.base = base
         self.per_layer = per_layer
-        self.metrics = _Metrics(meter) if meter is not None else None
+        self.metrics = Metrics(meter) if meter is not None else None
         self._scopes: dict[str, dict[Layer, _Scope]] = {}
         self._limits = SpanLimits(
             max_events=None if os.environ.get("OTEL_SPAN_EVENT_COUNT_LIMIT") else 1024
@@ -588,119 +419,3 @@ class OtelInstrumentation:
         if attributes:
             span_attributes.update(attributes)
         return _Span(scope, f"execute_tool {name}", span_attributes, kind="tool")
-
-
-class _RoutingTracer(trace_api.Tracer):
-    """A tracer for user code: each span goes to the provider of the overstory layer it
-    runs in (a leaf's HTTP call lands in ``{base}.leaf``), or is non-recording outside
-    every overstory span when telemetry is not configured."""
-
-    def __init__(
-        self,
-        name: str,
-        version: str | None,
-        schema_url: str | None,
-        attributes: Attributes,
-    ) -> None:
-        self._args = (name, version, schema_url, attributes)
-        self._tracers: dict[int, tuple[TracerProvider, trace_api.Tracer]] = {}
-
-    def _tracer(self, context: context_api.Context | None) -> trace_api.Tracer | None:
-        scope = current_scope(context)
-        if scope is None:
-            installed = current_instrumentation()
-            if not isinstance(installed, OtelInstrumentation):
-                return None
-            scope = installed._scope(Layer.LEAF)
-        provider = scope.provider
-        cached = self._tracers.get(id(provider))
-        if cached is None or cached[0] is not provider:
-            cached = (provider, provider.get_tracer(*self._args))
-            self._tracers[id(provider)] = cached
-        return cached[1]
-
-    def start_span(
-        self,
-        name: str,
-        context: context_api.Context | None = None,
-        kind: trace_api.SpanKind = trace_api.SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> trace_api.Span:
-        tracer = self._tracer(context)
-        if tracer is None:
-            return trace_api.NonRecordingSpan(
-                trace_api.get_current_span(context).get_span_context()
-            )
-        return tracer.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
-        self,
-        name: str,
-        context: context_api.Context | None = None,
-        kind: trace_api.SpanKind = trace_api.SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Iterator[trace_api.Span]:
-        span = self.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-        with trace_api.use_span(
-            span,
-            end_on_exit=end_on_exit,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        ) as current:
-            yield current
-
-
-class RoutingTracerProvider(trace_api.TracerProvider):
-    """The global tracer provider overstory installs when the application set none."""
-
-    def get_tracer(
-        self,
-        instrumenting_module_name: str,
-        instrumenting_library_version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Attributes = None,
-    ) -> trace_api.Tracer:
-        return _RoutingTracer(
-            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
-        )
-
-
-def install_global_provider() -> bool:
-    """Make user code's spans (``trace.get_tracer(...)``) go through overstory's layer
-    providers, unless the application already set a global tracer provider. Returns
-    whether overstory's router is (now) the global provider."""
-    current = trace_api.get_tracer_provider()
-    if isinstance(current, RoutingTracerProvider):
-        return True
-    if not isinstance(current, trace_api.ProxyTracerProvider):
-        return False
-    trace_api.set_tracer_provider(RoutingTracerProvider())
-    return isinstance(trace_api.get_tracer_provider(), RoutingTracerProvider)
