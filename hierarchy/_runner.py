@@ -360,14 +360,13 @@ class Runner:
                     raise
         except Exception as exc:
             goal_span.record_failure(exc)
-            if not run.recorded(exc):
-                run.fail(
-                    path=getattr(exc, "path", root.path) if isinstance(exc, Failure) else root.path,
-                    layer=root.layer.value,
-                    step=None,
-                    attempt=1,
-                    error=exc,
-                )
+            run.fail_once(
+                path=getattr(exc, "path", root.path) if isinstance(exc, Failure) else root.path,
+                layer=root.layer.value,
+                step=None,
+                attempt=1,
+                error=exc,
+            )
             return Status.FAILED, None
         return Status.SUCCEEDED, output
 

@@ -35,26 +35,18 @@ def decide(
     """Record a failed attempt and choose: retry, reassign or escalate."""
     definition = child.definition
     step = track.step
+    # A child supervisor's escalation, or a budget stop passed up, is in the chain already.
+    record = run.fail_once if isinstance(error, BudgetExhausted | Escalation) else run.fail
+    record(
+        path=definition.path,
+        layer=definition.layer.value,
+        step=step,
+        attempt=track.attempt,
+        error=error,
+    )
     if isinstance(error, BudgetExhausted):
         # The goal is already cancelled; pass the reason up without counting anything.
-        if not run.recorded(error):
-            run.fail(
-                path=definition.path,
-                layer=definition.layer.value,
-                step=step,
-                attempt=track.attempt,
-                error=error,
-            )
         return Escalate(error)
-    # A child supervisor's escalation is in the chain already: it recorded it itself.
-    if not (isinstance(error, Escalation) and run.recorded(error)):
-        run.fail(
-            path=definition.path,
-            layer=definition.layer.value,
-            step=step,
-            attempt=track.attempt,
-            error=error,
-        )
     error_type = type(error).__name__
     node.count_failure(
         span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type

@@ -133,6 +133,20 @@ class GoalRun:
         """Whether ``error`` (this very object) is already in the failure chain."""
         return self._recorded.get(id(error)) is error
 
+    def fail_once(
+        self,
+        *,
+        path: str,
+        layer: str,
+        step: str | None,
+        attempt: int,
+        error: BaseException,
+    ) -> None:
+        """Append ``error`` to the failure chain unless this very object is in it already
+        (an escalation or a budget stop passed up through several supervisors)."""
+        if not self.recorded(error):
+            self.fail(path=path, layer=layer, step=step, attempt=attempt, error=error)
+
     def elapsed(self) -> float:
         return trio.current_time() - self.started
 

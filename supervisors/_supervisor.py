@@ -371,14 +371,13 @@ class SupervisorNode:
             except NoCandidate as exc:
                 return escalate(self, exc, exc.__cause__, track, run, span)
             except BudgetExhausted as exc:
-                if not run.recorded(exc):
-                    run.fail(
-                        path=self.path,
-                        layer=self.definition.layer.value,
-                        step=step.name,
-                        attempt=track.total,
-                        error=exc,
-                    )
+                run.fail_once(
+                    path=self.path,
+                    layer=self.definition.layer.value,
+                    step=step.name,
+                    attempt=track.total,
+                    error=exc,
+                )
                 return Escalate(exc)
         child = self.candidate(track, span)
         if child is None:
