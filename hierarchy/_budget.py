@@ -67,16 +67,62 @@ class UsageSummary:
     by_layer: dict[str, UsageLine] = attrs.field(factory=dict)
 
 
-@attrs.define(kw_only=True, eq=False)
-class Usage:
-    """A goal's running account, rolled up per agent path, per layer and in total."""
+class _Tally:
+    """A :class:`UsageLine` being added up: mutable, so a charge allocates nothing."""
 
-    budget: Budget = attrs.field(factory=Budget)
-    total: UsageLine = attrs.field(factory=UsageLine)
-    by_agent: dict[str, UsageLine] = attrs.field(factory=dict)
-    by_layer: dict[str, UsageLine] = attrs.field(factory=dict)
-    exhausted: str | None = None
-    on_exhausted: Callable[[], None] | None = None
+    __slots__ = ("attempts", "calls", "cost", "input_tokens", "output_tokens")
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = 0.0
+        self.attempts = 0
+        self.calls = 0
+
+    def line(self) -> UsageLine:
+        return UsageLine(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cost=self.cost,
+            attempts=self.attempts,
+            calls=self.calls,
+        )
+
+
+class Usage:
+    """A goal's running account, rolled up per agent path, per layer and in total.
+
+    ``total``, ``by_agent`` and ``by_layer`` are snapshots taken when read.
+    """
+
+    __slots__ = ("_agents", "_layers", "_limited", "_total", "budget", "exhausted", "on_exhausted")
+
+    def __init__(
+        self, *, budget: Budget | None = None, on_exhausted: Callable[[], None] | None = None
+    ) -> None:
+        self.budget = budget or Budget()
+        self.on_exhausted = on_exhausted
+        self.exhausted: str | None = None
+        self._total = _Tally()
+        self._agents: dict[str, _Tally] = {}
+        self._layers: dict[str, _Tally] = {}
+        self._limited = (
+            self.budget.tokens is not None
+            or self.budget.cost is not None
+            or self.budget.attempts is not None
+        )
+
+    @property
+    def total(self) -> UsageLine:
+        return self._total.line()
+
+    @property
+    def by_agent(self) -> dict[str, UsageLine]:
+        return {path: tally.line() for path, tally in self._agents.items()}
+
+    @property
+    def by_layer(self) -> dict[str, UsageLine]:
+        return {layer: tally.line() for layer, tally in self._layers.items()}
 
     def charge(
         self,
@@ -93,16 +139,35 @@ class Usage:
         when this charge takes the goal past a limit, or when it is already exhausted."""
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
-        line = UsageLine(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            attempts=attempts,
-            calls=calls,
-        )
-        self.total = self.total.add(line)
-        self.by_agent[path] = self.by_agent.get(path, UsageLine()).add(line)
-        self.by_layer[layer] = self.by_layer.get(layer, UsageLine()).add(line)
+        agent, by_layer = self._tally(self._agents, path), self._tally(self._layers, layer)
+        for tally in (self._total, agent, by_layer):
+            tally.input_tokens += input_tokens
+            tally.output_tokens += output_tokens
+            tally.cost += cost
+            tally.attempts += attempts
+            tally.calls += calls
+        self._check(path)
+
+    def charge_attempt(self, path: str) -> None:
+        """Charge one attempt on the leaf at ``path`` (the runtime's own charge); raises
+        like :meth:`charge`."""
+        if self.exhausted is not None:
+            raise BudgetExhausted(path, self.exhausted)
+        self._total.attempts += 1
+        self._tally(self._agents, path).attempts += 1
+        self._tally(self._layers, "leaf").attempts += 1
+        self._check(path)
+
+    @staticmethod
+    def _tally(tallies: dict[str, _Tally], key: str) -> _Tally:
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = _Tally()
+        return tally
+
+    def _check(self, path: str) -> None:
+        if not self._limited:
+            return
         reason = self._over()
         if reason is not None:
             self.exhausted = reason
@@ -111,9 +176,10 @@ class Usage:
             raise BudgetExhausted(path, reason)
 
     def _over(self) -> str | None:
-        budget, total = self.budget, self.total
-        if budget.tokens is not None and total.tokens > budget.tokens:
-            return f"token budget exhausted: {total.tokens} > {budget.tokens}"
+        budget, total = self.budget, self._total
+        tokens = total.input_tokens + total.output_tokens
+        if budget.tokens is not None and tokens > budget.tokens:
+            return f"token budget exhausted: {tokens} > {budget.tokens}"
         if budget.cost is not None and total.cost > budget.cost:
             return f"cost budget exhausted: {total.cost:g} > {budget.cost:g}"
         if budget.attempts is not None and total.attempts > budget.attempts:
@@ -121,6 +187,4 @@ class Usage:
         return None
 
     def summary(self) -> UsageSummary:
-        return UsageSummary(
-            total=self.total, by_agent=dict(self.by_agent), by_layer=dict(self.by_layer)
-        )
+        return UsageSummary(total=self.total, by_agent=self.by_agent, by_layer=self.by_layer)

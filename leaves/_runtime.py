@@ -31,7 +31,7 @@ __all__ = ["AgentPoolNode", "FunctionLeafNode", "ShutdownRecord"]
 class FunctionLeafNode:
     """A function leaf: stateless, optionally limited to ``concurrency`` calls at once."""
 
-    __slots__ = ("_fn", "_limiter", "definition")
+    __slots__ = ("_fn", "_limiter", "definition", "direct")
 
     def __init__(self, definition: NodeDef) -> None:
         spec = definition.spec
@@ -41,6 +41,9 @@ class FunctionLeafNode:
         self._limiter = (
             trio.CapacityLimiter(spec.concurrency) if spec.concurrency is not None else None
         )
+        #: The function itself when a call needs nothing around it: the caller may await
+        #: it instead of :meth:`execute`, saving a coroutine per call.
+        self.direct = self._fn if self._limiter is None else None
 
     def healthy(self, now: float) -> bool:
         return True

@@ -1,8 +1,12 @@
-"""One attempt of one child, as a supervisor runs it: its context, span and breaker.
+"""One attempt at a unit of work, as a supervisor runs it: routing, context, span, breaker.
 
 Functions of the :class:`~overstory.supervisors._supervisor.SupervisorNode` rather than
-methods so that the supervisor module keeps to routing and the decision loop; they read
-and update the node's own state (breakers, stats, span attributes) and nothing else.
+methods so that the supervisor module keeps to planning and routing; they read and
+update the node's own state (breakers, stats, span attributes) and nothing else.
+
+This is the hot path of every tree: each leaf call runs through :func:`try_once` once
+per attempt. It is one coroutine on purpose: every nested ``await`` is a coroutine
+object and a frame per call, and a tree at scale keeps a hundred thousand of them alive.
 """
 
 from __future__ import annotations
@@ -12,46 +16,87 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from overstory._errors import AttemptTimeout, BudgetExhausted
+from overstory._errors import (
+    AttemptTimeout,
+    BudgetExhausted,
+    CandidatesExhausted,
+    Escalation,
+    Failure,
+    NoCandidate,
+)
 from overstory.hierarchy._context import Context, using_context
 from overstory.hierarchy._layer import Layer
-from overstory.hierarchy._task import Task
-from overstory.supervisors._decisions import Track
+from overstory.hierarchy._plan import Step
+from overstory.hierarchy._task import Handoff, Task
+from overstory.leaves._runtime import FunctionLeafNode
+from overstory.supervisors._decisions import Decision, Done, Escalate, Track, UpwardHandoff
+from overstory.supervisors._failures import decide, escalate
+from overstory.supervisors._gates import CircuitBreaker
+from overstory.supervisors._handoffs import follow_handoff
 from overstory.supervisors._runtime import GoalRun, Node
-from overstory.telemetry._hooks import SpanHook
+from overstory.telemetry._hooks import NULL_SPAN, SpanHook
 
 if TYPE_CHECKING:  # the supervisor module imports this one at run time
     from overstory.supervisors._supervisor import SupervisorNode
 
-__all__ = ["attempt"]
+__all__ = ["try_once"]
+
+_HANDOFFS = (Handoff, UpwardHandoff)
 
 
-async def attempt(
+async def try_once(
     node: SupervisorNode,
-    child: Node,
+    track: Track,
+    step: Step,
     task: Task,
     run: GoalRun,
-    *,
-    attempt: int,
+    span: SpanHook,
     outputs: Mapping[str, Any],
     feedback: tuple[str, ...],
-    track: Track,
-    span: SpanHook,
-) -> Any:
-    """Run one attempt of ``child`` under its timeout and its own span.
+) -> Decision:
+    """One attempt at ``task`` on the best available candidate, and what follows it.
 
-    The span is linked to the unit's previous attempt and becomes ``track.previous``
-    (whether the attempt succeeds or not). Updates the child's breaker. Raises the
-    child's failure, or :class:`AttemptTimeout`; cancellation from outside passes
-    through untouched.
+    Returns :class:`Done`, :class:`RetryLater` (the delay before the next attempt, on the
+    same child or, after a reassignment, on the next), or :class:`Escalate`; a failure of
+    the child is recorded and decided on, never raised. The attempt runs under the
+    child's timeout, inside its own span linked to the unit's previous attempt (which
+    becomes ``track.previous`` whether it succeeds or not), and updates the child's
+    breaker. Cancellation from outside passes through untouched, and a cancelled attempt
+    counts neither as a success nor as a failure of the breaker.
     """
+    if track.ranked is None:
+        try:
+            track.ranked = await node.rank(step)
+        except NoCandidate as exc:
+            return escalate(node, exc, exc.__cause__, track, run, span)
+        except BudgetExhausted as exc:
+            run.fail_once(
+                path=node.path,
+                layer=node.definition.layer.value,
+                step=step.name,
+                attempt=track.total,
+                error=exc,
+            )
+            return Escalate(exc)
+    child = node.candidate(track, span)
+    if child is None:
+        if track.total == 0:
+            error: Escalation = NoCandidate(node.path, step.name, "no healthy child fits this step")
+        else:
+            error = CandidatesExhausted(
+                node.path, step.name, f"every candidate failed ({track.total} attempts)"
+            )
+        return escalate(node, error, None, track, run, span)
+    track.attempt += 1
+    track.total += 1
+
     definition = child.definition
     ctx = Context(
         task=task,
         goal=run.goal,
         goal_id=run.goal_id,
         path=definition.path,
-        attempt=attempt,
+        attempt=track.attempt,
         outputs=outputs,
         memory=run.memory,
         feedback=feedback,
@@ -59,38 +104,35 @@ async def attempt(
         usage=run.usage,
     )
     if definition.layer is Layer.LEAF:
-        run.usage.charge(path=definition.path, layer=definition.layer.value, attempts=1)
-    breaker = node.breakers.get(definition.name)
+        try:
+            run.usage.charge_attempt(definition.path)
+        except BudgetExhausted as exc:
+            return decide(node, track, child, exc, run, span)
+    name = definition.name
+    breaker = node.breakers.get(name)
     if breaker is not None:
         breaker.begin()
-    stats = node.stats[definition.name]
+    stats = node.stats[name]
     stats[0] += 1
     settled = False
-    attributes = node.span_attributes[definition.name]
-    if task.item is not None or task.handoffs:
-        attributes = dict(attributes)
-        if task.item is not None:
-            attributes["overstory.item"] = task.item
-        if task.handoffs:
-            attributes["overstory.handoffs"] = task.handoffs
+    # Function leaves without a concurrency limit are awaited directly: one frame less.
+    direct = child.direct if type(child) is FunctionLeafNode else None
+    timeout = definition.timeout
     try:
-        with (
-            using_context(ctx),
-            node.runtime.instrumentation.invoke(
-                layer=definition.layer,
-                name=definition.name,
-                path=definition.path,
-                description=definition.description,
-                goal_id=run.goal_id,
-                step=task.step,
-                attempt=attempt,
-                previous=track.previous,
-                attributes=attributes,
-            ) as child_span,
-        ):
+        with using_context(ctx), _span(node, child, task, run, track) as child_span:
             track.previous = child_span
             try:
-                result = await _run_bounded(child, task, ctx, run, child_span)
+                if timeout is not None:
+                    with trio.move_on_after(timeout) as bound:
+                        output = await child.execute(task, ctx, run, child_span)
+                    if bound.cancelled_caught:
+                        raise AttemptTimeout(
+                            definition.path, f"attempt timed out after {timeout:g} s"
+                        )
+                elif direct is not None:
+                    output = await direct(task, ctx)
+                else:
+                    output = await child.execute(task, ctx, run, child_span)
             except BudgetExhausted as exc:
                 # The goal ran out of budget: not the child's fault, so no breaker.
                 child_span.record_failure(exc)
@@ -102,26 +144,87 @@ async def attempt(
                     settled = True
                     moved = breaker.failure(trio.current_time())
                     if moved is not None:
-                        node.breaker_event(definition.name, moved, span)
+                        node.breaker_event(name, moved, span)
                 raise
         stats[1] += 1
         if breaker is not None:
             settled = True
             moved = breaker.success()
             if moved is not None:
-                node.breaker_event(definition.name, moved, span)
-        return result
-    finally:
-        stats[0] -= 1
-        if breaker is not None and not settled:
-            breaker.cancelled()
+                node.breaker_event(name, moved, span)
+    except Exception as exc:
+        # Released before deciding, so the decision sees the child as no longer busy.
+        _release(stats, breaker, settled)
+        return decide(node, track, child, exc, run, span)
+    except BaseException:
+        _release(stats, breaker, settled)
+        raise
+    stats[0] -= 1
+    if isinstance(output, _HANDOFFS):
+        try:
+            output = await follow_handoff(node, output, child, task, run, span, outputs, feedback)
+        except Failure as exc:
+            run.fail(
+                path=node.path,
+                layer=node.definition.layer.value,
+                step=step.name,
+                attempt=track.total,
+                error=exc,
+            )
+            node.count_failure(span, goal_id=run.goal_id, step=step.name)
+            return escalate(
+                node,
+                Escalation(node.path, step.name, f"hand-off failed: {exc}", fatal=exc.fatal),
+                exc,
+                track,
+                run,
+                span,
+            )
+    return Done(output, definition.path)
 
 
-async def _run_bounded(child: Node, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
-    timeout = child.definition.timeout
-    if timeout is None:
-        return await child.execute(task, ctx, run, span)
-    with trio.move_on_after(timeout) as bound:
-        return await child.execute(task, ctx, run, span)
-    assert bound.cancelled_caught
-    raise AttemptTimeout(child.definition.path, f"attempt timed out after {timeout:g} s")
+def _release(stats: list[int], breaker: CircuitBreaker | None, settled: bool) -> None:
+    stats[0] -= 1
+    if breaker is not None and not settled:
+        breaker.cancelled()  # neither a success nor a failure: the breaker forgets it
+
+
+class _NullSpanContext:
+    """The span of an attempt when the tree is not traced: nothing to build or close."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> SpanHook:
+        return NULL_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_SPAN = _NullSpanContext()
+
+
+def _span(
+    node: SupervisorNode, child: Node, task: Task, run: GoalRun, track: Track
+) -> _NullSpanContext | Any:
+    if not node.runtime.traced:
+        return _NO_SPAN
+    definition = child.definition
+    attributes = node.span_attributes[definition.name]
+    if task.item is not None or task.handoffs:
+        attributes = dict(attributes)
+        if task.item is not None:
+            attributes["overstory.item"] = task.item
+        if task.handoffs:
+            attributes["overstory.handoffs"] = task.handoffs
+    return node.runtime.instrumentation.invoke(
+        layer=definition.layer,
+        name=definition.name,
+        path=definition.path,
+        description=definition.description,
+        goal_id=run.goal_id,
+        step=task.step,
+        attempt=track.attempt,
+        previous=track.previous,
+        attributes=attributes,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -53,7 +54,7 @@ class Track:
     """Routing and retry state of one unit of work, kept across its re-runs."""
 
     step: str
-    ranked: list[str] | None = None
+    ranked: Sequence[str] | None = None
     index: int = 0
     attempt: int = 0
     total: int = 0

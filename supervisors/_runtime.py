@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -19,7 +18,7 @@ from overstory.hierarchy._outcome import FailureRecord, StepRecord
 from overstory.hierarchy._review import Reviewer
 from overstory.hierarchy._task import Task
 from overstory.supervisors._events import EventKind, EventSink, SupervisionEvent
-from overstory.telemetry._hooks import NULL_SPAN, Instrumentation, SpanHook
+from overstory.telemetry._hooks import NULL_INSTRUMENTATION, NULL_SPAN, Instrumentation, SpanHook
 
 __all__ = [
     "CheckpointWriter",
@@ -45,14 +44,19 @@ def key_scope() -> str:
     return _scope.get()
 
 
-@contextmanager
-def within_key(segment: str) -> Iterator[None]:
+class within_key:
     """Make work started inside the block prefix its keys with ``segment`` + ``">"``."""
-    token = _scope.set(f"{_scope.get()}{segment}>")
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+
+    __slots__ = ("_segment", "_token")
+
+    def __init__(self, segment: str) -> None:
+        self._segment = segment
+
+    def __enter__(self) -> None:
+        self._token = _scope.set(f"{_scope.get()}{self._segment}>")
+
+    def __exit__(self, *exc_info: object) -> None:
+        _scope.reset(self._token)
 
 
 def format_traceback(error: BaseException) -> str:
@@ -98,6 +102,11 @@ class Runtime:
     reviewer: Reviewer | None
     on_event: EventSink | None
     rng: random.Random
+    #: Whether spans are made at all: when not, the hot path skips building their attributes.
+    traced: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.traced = self.instrumentation is not NULL_INSTRUMENTATION
 
     def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
         """Record a supervision decision on ``span`` and pass it to ``on_event``."""

@@ -2,7 +2,9 @@
 
 The scheduler owns every decision about *which* work runs; the supervisor decides what
 one failure leads to. Each unit of work (a step, or one item of a fan-out) runs exactly
-one attempt per task and reports back over a channel; retries wait in the scheduler
+one attempt per task and applies what it led to before the task ends (trio runs one
+task at a time, so the bookkeeping needs no lock, and a plain success never wakes the
+plan's own task); retries wait in the scheduler
 (so cancelling the goal during a backoff returns at once), and the restart strategy is
 applied here: ``one_for_all`` and ``rest_for_one`` cancel and invalidate the affected
 steps. Units cancelled that way are bystanders: nothing counts them as failures.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,6 +33,7 @@ from overstory.hierarchy._context import Context
 from overstory.hierarchy._outcome import Status, StepRecord
 from overstory.hierarchy._plan import Step
 from overstory.hierarchy._task import Task
+from overstory.supervisors._attempts import try_once
 from overstory.supervisors._decisions import Decision, Done, Escalate, Track, UpwardHandoff
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._policies import Strategy
@@ -65,6 +68,12 @@ class _StepRun:
     # Units neither done nor running: the only ones ``_launch`` has to look at.
     idle: int = 0
     not_before: float = -math.inf
+    # Units done in the current run of the step.
+    finished: int = 0
+    # What every unit of the current run hands its agent (set when the step expands).
+    outputs: Mapping[str, Any] | None = None
+    unit_feedback: tuple[str, ...] = ()
+    task_to: str | None = None  # what is left of ``step.to`` below this supervisor
     review_scope: trio.CancelScope | None = None
     review_label: str | None = None
     # Records of units whose step waits for review; written once the reviewer answers.
@@ -88,19 +97,10 @@ class _Unit:
 
 
 @attrs.frozen
-class _UnitEnded:
-    unit: _Unit
-    decision: Decision | None  # None: the scheduler cancelled it
-
-
-@attrs.frozen
 class _Reviewed:
     step: _StepRun
     verdict: Verdict | None  # None: the scheduler cancelled the review
     error: Failure | None = None
-
-
-_Notice = _UnitEnded | _Reviewed
 
 
 class PlanRun:
@@ -129,8 +129,21 @@ class PlanRun:
         self.limit = supervisor.spec.max_parallel
         self.cancellable = supervisor.spec.strategy is not Strategy.ONE_FOR_ONE
         self.error: Failure | None = None
-        self.send, self.receive = trio.open_memory_channel[_Notice](math.inf)
+        self.finished_steps = 0
+        # Units idle (neither done nor running) across all steps: when none are, a unit
+        # that ends can start nothing new unless it completed its step.
+        self.idle = 0
         self.nursery: trio.Nursery | None = None
+        # Set while the plan's own task waits; a unit task sets it when the plan needs a
+        # look (an error, the last step done, a retry or restart that waits for a time).
+        self.wakeup: trio.Event | None = None
+        # The checkpoint key is needed to look up or write checkpoints, and to scope
+        # the keys of a nested plan (a child that is a supervisor).
+        self.keyed = (
+            bool(run.checkpoints)
+            or run.on_checkpoint is not None
+            or supervisor.has_supervisor_children
+        )
 
     async def run(self) -> dict[str, Any]:
         """Run the plan to completion; returns each step's output by name.
@@ -144,17 +157,17 @@ class PlanRun:
                 while True:
                     now = trio.current_time()
                     self._launch(now)
-                    if self.error is not None or all(s.phase is _Phase.DONE for s in self.steps):
+                    if self.error is not None or self.finished_steps == len(self.steps):
                         break
                     wake = self._next_wake(now)
+                    self.wakeup = trio.Event()
                     if wake == math.inf:
                         # Nothing waits for a time: no cancel scope needed for the wait.
-                        self._apply(await self.receive.receive())
-                        self._drain()
+                        await self.wakeup.wait()
                     else:
                         with trio.move_on_at(wake):
-                            self._apply(await self.receive.receive())
-                            self._drain()
+                            await self.wakeup.wait()
+                    self.wakeup = None
                 nursery.cancel_scope.cancel()
             if self.error is not None:
                 raise self.error
@@ -166,13 +179,9 @@ class PlanRun:
                 step_run.units = None
             self.nursery = None
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                notice = self.receive.receive_nowait()
-            except trio.WouldBlock:
-                return
-            self._apply(notice)
+    def _wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
 
     # -- launching ----------------------------------------------------------------------
 
@@ -233,6 +242,14 @@ class PlanRun:
             for key, item, value in items
         ]
         step_run.idle = len(step_run.units)
+        self.idle += step_run.idle
+        step_run.finished = 0
+        outputs: Mapping[str, Any] = self.ctx.outputs
+        if step.after:
+            outputs = {**outputs, **{d: self.by_name[d].output for d in step.after}}
+        step_run.outputs = outputs
+        step_run.task_to = step.to.split("/", 1)[1] if step.to and "/" in step.to else None
+        step_run.unit_feedback = self.feedback + tuple(step_run.feedback)
         if not step_run.units:
             self._complete(step_run)
 
@@ -264,6 +281,7 @@ class PlanRun:
         self.running += 1
         unit.run.running += 1
         unit.run.idle -= 1
+        self.idle -= 1
         if self.cancellable:
             unit.scope = trio.CancelScope()
             self.nursery.start_soon(self._cancellable_unit_task, unit, unit.scope)
@@ -273,44 +291,61 @@ class PlanRun:
     async def _unit_task(self, unit: _Unit) -> None:
         # one_for_one never cancels a running unit (a rejected review re-runs a step
         # whose units are all done), so the unit needs no cancel scope of its own.
-        self.send.send_nowait(_UnitEnded(unit, await self._attempt(unit)))
+        self._ended(unit, await self._attempt(unit))
 
     async def _cancellable_unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
         with scope:
             decision = await self._attempt(unit)
-        self.send.send_nowait(_UnitEnded(unit, decision))
+        self._ended(unit, decision)
 
-    async def _attempt(self, unit: _Unit) -> Decision:
-        run = self.run_state
-        step = unit.run.step
-        key = key_scope() + f"{self.sup.path}#{unit.key}"
-        if unit.run.runs > 1:
-            key += f"@{unit.run.runs}"
-        if run.checkpoints and key in run.checkpoints:
-            return Done(run.checkpoints[key], None, resumed=True)
-        outputs: Mapping[str, Any] = self.ctx.outputs
-        if step.after:
-            outputs = {**outputs, **{d: self.by_name[d].output for d in step.after}}
+    def _attempt(self, unit: _Unit) -> Awaitable[Decision]:
+        # Returns the attempt's coroutine rather than awaiting it: one frame less per unit.
+        step_run = unit.run
+        step = step_run.step
         task = Task(
             goal=step.goal,
-            goal_id=run.goal_id,
+            goal_id=self.run_state.goal_id,
             input=unit.input,
             step=step.name,
             skills=step.skills,
-            to=step.to.split("/", 1)[1] if step.to and "/" in step.to else None,
+            to=step_run.task_to,
             item=unit.item,
             handoffs=self.task.handoffs,
         )
+        if self.keyed:
+            return self._keyed_attempt(unit, task)
+        assert step_run.outputs is not None
+        return try_once(
+            self.sup,
+            unit.track,
+            step,
+            task,
+            self.run_state,
+            self.span,
+            step_run.outputs,
+            step_run.unit_feedback,
+        )
+
+    async def _keyed_attempt(self, unit: _Unit, task: Task) -> Decision:
+        run = self.run_state
+        step_run = unit.run
+        key = key_scope() + f"{self.sup.path}#{unit.key}"
+        if step_run.runs > 1:
+            key += f"@{step_run.runs}"
+        if run.checkpoints and key in run.checkpoints:
+            return Done(run.checkpoints[key], None, resumed=True)
+        assert step_run.outputs is not None
         with within_key(key):
-            decision = await self.sup.try_once(
+            decision = await try_once(
+                self.sup,
                 unit.track,
-                step,
+                step_run.step,
                 task,
                 run,
                 self.span,
-                outputs=outputs,
-                feedback=self.feedback + tuple(unit.run.feedback),
+                step_run.outputs,
+                step_run.unit_feedback,
             )
         if (
             isinstance(decision, Done)
@@ -322,19 +357,28 @@ class PlanRun:
 
     # -- applying notices ---------------------------------------------------------------
 
-    def _apply(self, notice: _Notice) -> None:
-        if isinstance(notice, _Reviewed):
-            self._reviewed(notice)
-            return
-        unit = notice.unit
+    def _ended(self, unit: _Unit, decision: Decision | None) -> None:
+        """Apply how ``unit``'s attempt ended (``None``: the scheduler cancelled it), start
+        what that lets start, and wake the plan's task unless this was a plain success."""
+        step_run = unit.run
         self.running -= 1
-        unit.run.running -= 1
+        step_run.running -= 1
         unit.active = False
         unit.scope = None
-        decision = notice.decision
         if unit.stale or decision is None:
+            self._wake()
             return
         now = trio.current_time()
+        finished = self.finished_steps
+        plain = self._apply(unit, decision, now)
+        if self.error is not None or self.finished_steps != finished or not plain:
+            # The plan's task expands what now may run and reschedules its wake-up.
+            self._wake()
+        elif self.idle:
+            self._launch(now)  # start units held back by max_parallel
+
+    def _apply(self, unit: _Unit, decision: Decision, now: float) -> bool:
+        """Apply ``decision``; returns whether it was a success with nothing to wait for."""
         if isinstance(decision, Done):
             if isinstance(decision.output, UpwardHandoff) and len(self.steps) > 1:
                 handoff = decision.output.handoff
@@ -345,23 +389,29 @@ class PlanRun:
                 )
                 self._record(unit, Status.FAILED, decision.agent, now)
                 self._fail(error, unit.run)
-                return
+                return False
             unit.done = True
             unit.output = decision.output
-            if unit.run.step.review:
-                unit.run.unreviewed.append((unit, decision.agent, now, decision.resumed))
+            step_run = unit.run
+            if step_run.step.review:
+                step_run.unreviewed.append((unit, decision.agent, now, decision.resumed))
             else:
                 self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
-            if all(u.done for u in unit.run.units or ()):
-                self._complete(unit.run)
-        elif isinstance(decision, Escalate):
+            step_run.finished += 1
+            if step_run.units is not None and step_run.finished == len(step_run.units):
+                self._complete(step_run)
+                return step_run.phase is _Phase.DONE
+            return True
+        if isinstance(decision, Escalate):
             self._record(unit, Status.FAILED, None, now)
             self._fail(decision.error, unit.run)
-        else:
-            unit.eligible_at = now + decision.delay
-            unit.run.idle += 1
-            if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
-                self._group_restart(unit.run, now + decision.delay)
+            return False
+        unit.eligible_at = now + decision.delay
+        unit.run.idle += 1
+        self.idle += 1
+        if self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
+            self._group_restart(unit.run, now + decision.delay)
+        return False
 
     def _record_reviewed(self, step_run: _StepRun) -> None:
         for unit, agent, ended, resumed in step_run.unreviewed:
@@ -397,7 +447,7 @@ class PlanRun:
         output = units[0].output if step_run.step.for_each is None else [u.output for u in units]
         step_run.output = output
         if not step_run.step.review or isinstance(output, UpwardHandoff):
-            step_run.phase = _Phase.DONE
+            self._done(step_run)
             return
         step_run.phase = _Phase.REVIEWING
         step_run.review_scope = trio.CancelScope()
@@ -424,7 +474,12 @@ class PlanRun:
                 notice = _Reviewed(step_run, None, exc)
             else:
                 notice = _Reviewed(step_run, verdict)
-        self.send.send_nowait(notice)
+        self._reviewed(notice)
+        self._wake()
+
+    def _done(self, step_run: _StepRun) -> None:
+        step_run.phase = _Phase.DONE
+        self.finished_steps += 1
 
     def _reviewed(self, notice: _Reviewed) -> None:
         step_run = notice.step
@@ -449,7 +504,7 @@ class PlanRun:
         self._record_reviewed(step_run)
         if verdict.accepted:
             step_run.output = verdict.output
-            step_run.phase = _Phase.DONE
+            self._done(step_run)
             return
         if step_run.reviews >= self.sup.spec.max_review_rounds:
             error = ReviewRejected(
@@ -501,8 +556,12 @@ class PlanRun:
         if step_run.review_scope is not None:
             step_run.review_scope.cancel()
             step_run.review_scope = None
+        if step_run.phase is _Phase.DONE:
+            self.finished_steps -= 1
         step_run.units = None
+        self.idle -= step_run.idle
         step_run.idle = 0
+        step_run.finished = 0
         step_run.unreviewed.clear()
         step_run.output = None
         step_run.phase = _Phase.WAITING

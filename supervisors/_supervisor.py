@@ -23,9 +23,7 @@ import trio
 
 from overstory._errors import (
     BudgetExhausted,
-    CandidatesExhausted,
     Escalation,
-    Failure,
     NoCandidate,
     PlanError,
     ReviewRejected,
@@ -37,18 +35,14 @@ from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import Strategic, SupervisorSpec
 from overstory.hierarchy._task import Handoff, Task
-from overstory.supervisors._attempts import attempt
+from overstory.supervisors._attempts import try_once
 from overstory.supervisors._decisions import (
     Decision,
-    Done,
-    Escalate,
     Track,
     UpwardHandoff,
 )
 from overstory.supervisors._events import EventKind
-from overstory.supervisors._failures import decide, escalate
 from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker, IntensityGate
-from overstory.supervisors._handoffs import follow_handoff
 from overstory.supervisors._review import review
 from overstory.supervisors._runtime import GoalRun, Node, Runtime, key_scope, within_key
 from overstory.supervisors._scheduler import PlanRun
@@ -79,6 +73,8 @@ class SupervisorNode:
         self.spec = spec
         self.runtime = runtime
         self.children: dict[str, Node] = {c.definition.name: c for c in children}
+        # Only a supervisor child runs a plan of its own, whose keys need this one's prefix.
+        self.has_supervisor_children = any(isinstance(c, SupervisorNode) for c in children)
         self.gate = IntensityGate(spec.intensity)
         self.breakers: dict[str, CircuitBreaker] = (
             {name: CircuitBreaker(spec.breaker) for name in self.children}
@@ -303,22 +299,22 @@ class SupervisorNode:
 
     # -- routing ------------------------------------------------------------------------
 
-    async def rank(self, step: Step, exclude: str | None = None) -> list[str]:
+    async def rank(self, step: Step, exclude: str | None = None) -> Sequence[str]:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
         now = trio.current_time()
-        names = [n for n in self.children if n != exclude and self.available(n, now)]
+        names = tuple([n for n in self.children if n != exclude and self.available(n, now)])
         memo = self._rank_memo
         if memo is not None:
-            key = (step, tuple(names))
+            key = (step, names)
             known = memo.get(key)
             if known is None:
                 if len(memo) >= _RANK_MEMO_SIZE:
                     memo.clear()
                 known = memo[key] = tuple(await self._rank(step, names))
-            return list(known)
+            return known
         return await self._rank(step, names)
 
-    async def _rank(self, step: Step, names: list[str]) -> list[str]:
+    async def _rank(self, step: Step, names: Sequence[str]) -> list[str]:
         target = step.to.split("/", 1)[0] if step.to else None
         request = RouteRequest(
             goal=step.goal, skills=step.skills, to=target, step=step.name, path=self.path
@@ -360,72 +356,5 @@ class SupervisorNode:
         outputs: Mapping[str, Any],
         feedback: tuple[str, ...],
     ) -> Decision:
-        """One attempt at ``task`` on the best available candidate, and what follows it.
-
-        Returns :class:`Done`, :class:`RetryLater` (the delay before the next attempt,
-        on the same child or, after a reassignment, on the next), or :class:`Escalate`.
-        """
-        if track.ranked is None:
-            try:
-                track.ranked = await self.rank(step)
-            except NoCandidate as exc:
-                return escalate(self, exc, exc.__cause__, track, run, span)
-            except BudgetExhausted as exc:
-                run.fail_once(
-                    path=self.path,
-                    layer=self.definition.layer.value,
-                    step=step.name,
-                    attempt=track.total,
-                    error=exc,
-                )
-                return Escalate(exc)
-        child = self.candidate(track, span)
-        if child is None:
-            if track.total == 0:
-                error: Escalation = NoCandidate(
-                    self.path, step.name, "no healthy child fits this step"
-                )
-            else:
-                error = CandidatesExhausted(
-                    self.path, step.name, f"every candidate failed ({track.total} attempts)"
-                )
-            return escalate(self, error, None, track, run, span)
-        track.attempt += 1
-        track.total += 1
-        try:
-            output = await attempt(
-                self,
-                child,
-                task,
-                run,
-                attempt=track.attempt,
-                outputs=outputs,
-                feedback=feedback,
-                track=track,
-                span=span,
-            )
-        except Exception as exc:
-            return decide(self, track, child, exc, run, span)
-        if isinstance(output, _HANDOFFS):
-            try:
-                output = await follow_handoff(
-                    self, output, child, task, run, span, outputs, feedback
-                )
-            except Failure as exc:
-                run.fail(
-                    path=self.path,
-                    layer=self.definition.layer.value,
-                    step=step.name,
-                    attempt=track.total,
-                    error=exc,
-                )
-                self.count_failure(span, goal_id=run.goal_id, step=step.name)
-                return escalate(
-                    self,
-                    Escalation(self.path, step.name, f"hand-off failed: {exc}", fatal=exc.fatal),
-                    exc,
-                    track,
-                    run,
-                    span,
-                )
-        return Done(output, child.definition.path)
+        """One attempt at ``task`` and what follows it; see :func:`try_once`."""
+        return await try_once(self, track, step, task, run, span, outputs, feedback)
