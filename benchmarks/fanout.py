@@ -177,25 +177,27 @@ def run_overstory(args: argparse.Namespace, table: Table) -> dict[str, Any]:
     tree, counter = build_tree(args, table)
     succeeded = 0
 
-    async def main() -> None:
+    async def goal(runner: ov.Runner, g: int) -> None:
         nonlocal succeeded
-        async with tree.running(max_concurrent=args.in_flight, seed=args.seed) as runner:
-            handles: list[ov.GoalHandle | None] = [
-                await runner.submit(
-                    f"goal {g}", input=[{"g": g, "i": i} for i in range(args.leaves)]
-                )
-                for g in range(args.goals)
-            ]
-            # Like the bare-trio version, keep nothing of a goal once it has ended.
-            for index, handle in enumerate(handles):
-                assert handle is not None
-                outcome = await handle.outcome()
-                handles[index] = None
-                if outcome.status is ov.Status.SUCCEEDED:
-                    succeeded += 1
-                    output = outcome.output
-                    assert len(output) == args.steps
-                    assert len(output["s0"]) == args.leaves
+        handle = await runner.submit(
+            f"goal {g}", input=[{"g": g, "i": i} for i in range(args.leaves)]
+        )
+        outcome = await handle.outcome()
+        if outcome.status is ov.Status.SUCCEEDED:
+            succeeded += 1
+            output = outcome.output
+            assert len(output) == args.steps
+            assert len(output[f"s{args.steps - 1}"]) == args.leaves
+
+    async def main() -> None:
+        # Like the bare-trio version: one task per goal, which waits for its turn (the
+        # runner admits ``in_flight`` at a time) and keeps nothing once the goal has ended.
+        async with (
+            tree.running(max_concurrent=args.in_flight, seed=args.seed) as runner,
+            trio.open_nursery() as nursery,
+        ):
+            for g in range(args.goals):
+                nursery.start_soon(goal, runner, g)
 
     seconds, _ = timed(lambda: trio.run(main))
     return {"seconds": seconds, "calls": counter["calls"], "succeeded": succeeded}
