@@ -13,7 +13,7 @@ from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._routing import Candidate
 from overstory.hierarchy._task import Task
 
-__all__ = ["Context", "Memory", "current_context", "using_context"]
+__all__ = ["CURRENT_CONTEXT", "Context", "Memory", "current_context", "using_context"]
 
 
 class Memory(MutableMapping[str, Any]):
@@ -115,13 +115,13 @@ class Context:
         return self.path.rsplit("/", 1)[-1]
 
 
-_CURRENT: ContextVar[Context | None] = ContextVar("overstory_context", default=None)
+CURRENT_CONTEXT: ContextVar[Context | None] = ContextVar("overstory_context", default=None)
 
 
 def current_context() -> Context | None:
     """The context of the agent whose work is running in this task, or ``None`` outside
     a tree. A supervisor's routing, planning and aggregation see the supervisor's own."""
-    return _CURRENT.get()
+    return CURRENT_CONTEXT.get()
 
 
 class using_context:
@@ -134,8 +134,8 @@ class using_context:
         self._ctx = ctx
 
     def __enter__(self) -> Context:
-        self._token = _CURRENT.set(self._ctx)
+        self._token = CURRENT_CONTEXT.set(self._ctx)
         return self._ctx
 
     def __exit__(self, *exc_info: object) -> None:
-        _CURRENT.reset(self._token)
+        CURRENT_CONTEXT.reset(self._token)

@@ -24,7 +24,7 @@ from overstory._errors import (
     Failure,
     NoCandidate,
 )
-from overstory.hierarchy._context import Context, using_context
+from overstory.hierarchy._context import CURRENT_CONTEXT, Context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step
 from overstory.hierarchy._task import Handoff, Task
@@ -118,8 +118,9 @@ async def try_once(
     # Function leaves without a concurrency limit are awaited directly: one frame less.
     direct = child.direct if type(child) is FunctionLeafNode else None
     timeout = definition.timeout
+    token = CURRENT_CONTEXT.set(ctx)  # what current_context() returns inside the child
     try:
-        with using_context(ctx), _span(node, child, task, run, track) as child_span:
+        with _span(node, child, task, run, track) as child_span:
             track.previous = child_span
             try:
                 if timeout is not None:
@@ -153,12 +154,15 @@ async def try_once(
             if moved is not None:
                 node.breaker_event(name, moved, span)
     except Exception as exc:
+        CURRENT_CONTEXT.reset(token)
         # Released before deciding, so the decision sees the child as no longer busy.
         _release(stats, breaker, settled)
         return decide(node, track, child, exc, run, span)
     except BaseException:
+        CURRENT_CONTEXT.reset(token)
         _release(stats, breaker, settled)
         raise
+    CURRENT_CONTEXT.reset(token)
     stats[0] -= 1
     if isinstance(output, _HANDOFFS):
         try:

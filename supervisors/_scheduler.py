@@ -230,13 +230,14 @@ class PlanRun:
                 self._fail(exc, step_run)
                 return
             items = [(f"{step.name}[{i}]", i, value) for i, value in enumerate(values)]
+        tracks = self.tracks
         step_run.units = [
             _Unit(
                 key=key,
                 run=step_run,
                 item=item,
                 input=value,
-                track=self.tracks.setdefault(key, Track(step=step.name)),
+                track=tracks.get(key) or tracks.setdefault(key, Track(step=step.name)),
                 eligible_at=step_run.not_before,
             )
             for key, item, value in items
