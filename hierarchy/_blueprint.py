@@ -36,6 +36,12 @@ class NodeDef:
     timeout: float | None
     spec: NodeSpec
     children: tuple[NodeDef, ...] = ()
+    #: ``layer.value``, kept as a plain string: the hot path reads it on every attempt.
+    layer_name: str = attrs.field(init=False)
+
+    @layer_name.default
+    def _layer_name(self) -> str:
+        return self.layer.value
 
     def walk(self) -> Iterator[NodeDef]:
         """This node and every node below it, depth first, in declared order."""

@@ -100,7 +100,7 @@ async def try_once(
         outputs=outputs,
         memory=run.memory,
         feedback=feedback,
-        layer=definition.layer.value,
+        layer=definition.layer_name,
         usage=run.usage,
     )
     if definition.layer is Layer.LEAF:

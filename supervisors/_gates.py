@@ -107,11 +107,13 @@ class CircuitBreaker:
     the state it moved to, or ``None`` when the state did not change.
     """
 
-    __slots__ = ("_consecutive", "_opened_until", "_policy", "_state", "_trial")
+    __slots__ = ("_consecutive", "_opened_until", "_policy", "_state", "_trial", "closed")
 
     def __init__(self, policy: Breaker) -> None:
         self._policy = policy
         self._state = BreakerState.CLOSED
+        #: Whether the state is CLOSED: routing asks this once per child per attempt.
+        self.closed = True
         self._consecutive = 0
         self._opened_until = 0.0
         self._trial = False
@@ -144,6 +146,7 @@ class CircuitBreaker:
         self._trial = False
         if self._state is not BreakerState.CLOSED:
             self._state = BreakerState.CLOSED
+            self.closed = True
             return self._state
         return None
 
@@ -154,6 +157,7 @@ class CircuitBreaker:
             self._state is BreakerState.CLOSED and self._consecutive >= self._policy.failures
         ):
             self._state = BreakerState.OPEN
+            self.closed = False
             self._opened_until = now + self._policy.cooldown
             return self._state
         return None

@@ -123,7 +123,7 @@ class SupervisorNode:
     def available(self, name: str, now: float, span: SpanHook | None = None) -> bool:
         """Whether routing may pick child ``name`` now: healthy and breaker not open."""
         breaker = self.breakers.get(name)
-        if breaker is not None:
+        if breaker is not None and not breaker.closed:
             moved = breaker.refresh(now)
             if moved is not None:
                 self.breaker_event(name, moved, span)
