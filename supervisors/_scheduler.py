@@ -34,7 +34,14 @@ from overstory.hierarchy._outcome import Status, StepRecord
 from overstory.hierarchy._plan import Step
 from overstory.hierarchy._task import Task
 from overstory.supervisors._attempts import try_once
-from overstory.supervisors._decisions import Decision, Done, Escalate, Track, UpwardHandoff
+from overstory.supervisors._decisions import (
+    Decision,
+    Done,
+    Escalate,
+    RetryLater,
+    Track,
+    UpwardHandoff,
+)
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._policies import Strategy
 from overstory.supervisors._review import Verdict, review
@@ -292,7 +299,15 @@ class PlanRun:
     async def _unit_task(self, unit: _Unit) -> None:
         # one_for_one never cancels a running unit (a rejected review re-runs a step
         # whose units are all done), so the unit needs no cancel scope of its own.
-        self._ended(unit, await self._attempt(unit))
+        decision = await self._attempt(unit)
+        # A retry without backoff, when no other unit waits for a slot, goes on in this
+        # task: what the plan's task would do anyway, minus a wake-up and a new task.
+        while type(decision) is RetryLater and decision.delay <= 0 and not self.idle:
+            await trio.lowlevel.checkpoint()  # a unit failing at once must still yield
+            if self.error is not None:
+                break  # the plan has failed: its task is about to cancel every unit
+            decision = await self._attempt(unit)
+        self._ended(unit, decision)
 
     async def _cancellable_unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
