@@ -12,7 +12,6 @@ from overstory.hierarchy._task import Task
 from overstory.leaves._leaf import FunctionLeaf
 from overstory.llm._ask import check_rounds, converse, encode
 from overstory.llm._model import Message, Model
-from overstory.llm._openai import OpenAIModel
 from overstory.llm._schema import tool_of
 
 __all__ = ["LLMFunction", "llm_leaf", "resolve_model", "task_prompt"]
@@ -24,6 +23,8 @@ def resolve_model(model: Model | str) -> Model:
     """A model object; a string names a model at the endpoint configured by
     ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``."""
     if isinstance(model, str):
+        from overstory.llm._openai import OpenAIModel  # its HTTP client loads on first use
+
         return OpenAIModel(model)
     if not isinstance(model, Model):
         raise TypeError(

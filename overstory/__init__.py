@@ -6,6 +6,8 @@
     outcome = trio.run(tree.run, "Qualify lead ACME")
 """
 
+import importlib as _importlib
+import typing as _typing
 from importlib.metadata import PackageNotFoundError, version
 
 from overstory import telemetry as telemetry
@@ -72,7 +74,6 @@ from overstory.llm import LLMRouter as LLMRouter
 from overstory.llm import Message as Message
 from overstory.llm import Model as Model
 from overstory.llm import ModelError as ModelError
-from overstory.llm import OpenAIModel as OpenAIModel
 from overstory.llm import Price as Price
 from overstory.llm import ProviderError as ProviderError
 from overstory.llm import ProviderRejected as ProviderRejected
@@ -93,6 +94,13 @@ try:
     __version__ = version("overstory")
 except PackageNotFoundError:  # pragma: no cover - running from a tree without metadata
     __version__ = "0+unknown"
+
+if _typing.TYPE_CHECKING:
+    from overstory.llm import OpenAIModel as OpenAIModel
+
+_LAZY = {
+    "OpenAIModel": "overstory.llm",
+}
 
 __all__ = [
     "Agent",
@@ -176,3 +184,18 @@ __all__ = [
     "telemetry",
     "to_json",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # Imported on first use: the HTTP client behind it is only needed by
+    # trees that talk to a model endpoint.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -15,19 +15,35 @@ and installs the instrumentation every tree then uses::
 the terminal from :class:`SpanRecord` (a JSON-lines export: :func:`load_spans`).
 """
 
-from overstory.telemetry._config import Telemetry as Telemetry
-from overstory.telemetry._config import configure as configure
+import importlib as _importlib
+import typing as _typing
+
 from overstory.telemetry._hooks import NULL_INSTRUMENTATION as NULL_INSTRUMENTATION
 from overstory.telemetry._hooks import Instrumentation as Instrumentation
 from overstory.telemetry._hooks import SpanHook as SpanHook
 from overstory.telemetry._hooks import current_instrumentation as current_instrumentation
 from overstory.telemetry._hooks import install_instrumentation as install_instrumentation
-from overstory.telemetry._records import EventRecord as EventRecord
-from overstory.telemetry._records import JsonLinesExporter as JsonLinesExporter
-from overstory.telemetry._records import SpanRecord as SpanRecord
-from overstory.telemetry._records import load_spans as load_spans
-from overstory.telemetry._tool import tool as tool
-from overstory.telemetry._waterfall import render_waterfall as render_waterfall
+
+if _typing.TYPE_CHECKING:
+    from overstory.telemetry._config import Telemetry as Telemetry
+    from overstory.telemetry._config import configure as configure
+    from overstory.telemetry._records import EventRecord as EventRecord
+    from overstory.telemetry._records import JsonLinesExporter as JsonLinesExporter
+    from overstory.telemetry._records import SpanRecord as SpanRecord
+    from overstory.telemetry._records import load_spans as load_spans
+    from overstory.telemetry._tool import tool as tool
+    from overstory.telemetry._waterfall import render_waterfall as render_waterfall
+
+_LAZY = {
+    "Telemetry": "overstory.telemetry._config",
+    "configure": "overstory.telemetry._config",
+    "EventRecord": "overstory.telemetry._records",
+    "JsonLinesExporter": "overstory.telemetry._records",
+    "SpanRecord": "overstory.telemetry._records",
+    "load_spans": "overstory.telemetry._records",
+    "tool": "overstory.telemetry._tool",
+    "render_waterfall": "overstory.telemetry._waterfall",
+}
 
 __all__ = [
     "NULL_INSTRUMENTATION",
@@ -44,3 +60,19 @@ __all__ = [
     "render_waterfall",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # Imported on first use: the OpenTelemetry SDK and exporters are
+    # tens of thousands of objects that a tree running without telemetry never needs, and
+    # every full garbage collection would walk them.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
