@@ -52,6 +52,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
+from opentelemetry.util.types import AttributeValue
 
 import overstory as ov
 from benchmarks._common import emit
@@ -235,8 +236,8 @@ async def raw_sdk(goals: int, processor: BatchSpanProcessor) -> float:
         provider.add_span_processor(processor)
     tracers = {layer: p.get_tracer("raw") for layer, p in providers.items()}
 
-    def agent(layer: str, name: str, attempt: int, step: str | None) -> dict[str, object]:
-        attributes: dict[str, object] = {
+    def agent(layer: str, name: str, attempt: int, step: str | None) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": name,
             "gen_ai.agent.id": f"bench/{name}",
@@ -270,7 +271,7 @@ async def raw_sdk(goals: int, processor: BatchSpanProcessor) -> float:
                     with tracers["tactical"].start_as_current_span(
                         f"invoke_agent {team}", attributes=agent("tactical", team, 1, leaf)
                     ) as team_span:
-                        previous = None
+                        previous: trace_api.Span | None = None
                         for attempt in (1, 2) if leaf == "crm" else (1,):
                             links = [Link(previous.get_span_context())] if previous else []
                             try:
@@ -318,7 +319,7 @@ def measure_side(side: str, tree: ov.Tree, goals: int) -> tuple[float, int]:
         seconds = trio.run(run_goals, tree, goals, RawSdkInstrumentation(processor))
     else:
         seconds = trio.run(raw_sdk, goals, processor)
-    processor.shutdown()
+    processor.shutdown()  # type: ignore[no-untyped-call]
     return seconds, drop.count
 
 
@@ -362,7 +363,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    goals = args.goals
+    goals: int = args.goals
     best, spans_per_goal = measure(SIDES[args.system], goals, args.repeat)
     spans = spans_per_goal * goals
 
