@@ -5,6 +5,11 @@ which prints one JSON line. Within one run the systems of a workload are measure
 back to back (their order alternates between runs), so a ratio compares two
 measurements taken under the same machine load; the suite reports the median and the
 range of the per-run figures and of the per-run ratios.
+
+A workload's ratios are taken against its baseline system (bare trio, or for W4 the raw
+OpenTelemetry SDK); a workload without one (W6, soak) reports its own figures, and a
+figure may carry an absolute target (W6: at least 1,000 accepts/s, p99 under 25 ms) that
+the median of overstory's runs meets or not.
 """
 
 from __future__ import annotations
@@ -36,8 +41,39 @@ class Figure:
     key: str
     label: str
     higher_is_better: bool
-    target: float | None = None  # the ratio to bare trio the issue asks for
+    target: float | None = None  # the ratio to the baseline the issue asks for
     digits: int = 0
+    limit: float | None = None  # an absolute target for overstory's own figure
+    strict: bool = False  # the limit itself misses it (p99 < 25 ms)
+    unit: str = ""  # shown after the limit
+    baseline_key: str | None = None  # the baseline's figure to divide by (default: key)
+    compared: bool = True  # False: only overstory reports it (no baseline, no ratio)
+
+    def target_text(self, ratios: list[float], values: list[float]) -> tuple[str, bool | None]:
+        """The target cell (``≥ 0.5× met``, ``< 25 ms NOT met``) and whether it is met
+        (None: no target), judged on the median of the runs."""
+        parts: list[str] = []
+        met: bool | None = None
+        for bound, figures, suffix in (
+            (self.target, ratios, "×"),
+            (self.limit, values, self.unit),
+        ):
+            if bound is None:
+                continue
+            ok = bool(figures) and self._meets(statistics.median(figures), bound)
+            met = ok if met is None else met and ok
+            parts.append(f"{self._sign()} {bound:,g}{suffix} {'met' if ok else 'NOT met'}")
+        return "; ".join(parts), met
+
+    def _sign(self) -> str:
+        if self.higher_is_better:
+            return ">" if self.strict else "≥"
+        return "<" if self.strict else "≤"
+
+    def _meets(self, value: float, bound: float) -> bool:
+        if self.higher_is_better:
+            return value > bound if self.strict else value >= bound
+        return value < bound if self.strict else value <= bound
 
 
 @dataclass(frozen=True)
@@ -49,7 +85,7 @@ class Workload:
     figures: tuple[Figure, ...]
     args: tuple[str, ...] = ()
     quick: tuple[str, ...] = ()
-    baseline: str | None = "trio"
+    baseline: str | None = "trio"  # the system ratios are taken against
     requires: tuple[str, ...] = ()  # importable modules the workload needs
     notes: tuple[str, ...] = field(default=())
 
@@ -95,12 +131,60 @@ WORKLOADS: dict[str, Workload] = {
             quick=("--teams", "5", "--leaves", "5", "--sleep", "0.01"),
         ),
         Workload(
+            "W4",
+            "telemetry_cost",
+            "tracing: 1,000 goals of 11 spans (one failed attempt each), tracing on, "
+            "against the raw SDK making the same spans in a bare trio loop (CPU time)",
+            ("sdk", "overstory"),
+            (
+                Figure("us_per_span", "µs per span", False, 1.3, 1),
+                Figure(
+                    "us_per_span_with_metrics",
+                    "µs per span, metrics on too",
+                    False,
+                    None,
+                    1,
+                    baseline_key="us_per_span",
+                ),
+                Figure("spans_per_goal", "spans per goal", True),
+                Figure("goals_per_s_off", "goals/s, tracing off", True, compared=False),
+                Figure("goals_per_s_on", "goals/s, tracing on", True, compared=False),
+            ),
+            args=("--goals", "1000", "--repeat", "5"),
+            quick=("--goals", "20", "--repeat", "1"),
+            baseline="sdk",
+        ),
+        Workload(
             "W5",
             "restart",
             "restart: an agent crashing on every task, 5,000 restarts",
             ("trio", "overstory"),
             (Figure("us_per_restart", "µs per restart", False, 2.0, 1),),
             quick=("--restarts", "20"),
+        ),
+        Workload(
+            "W6",
+            "daemon",
+            "daemon: 6,000 durable accepts, 2,000 goals end to end and 3,000 GET /healthz "
+            "over 8 loopback keep-alive connections",
+            ("overstory",),
+            (
+                Figure("accepts_per_s", "durable accepts/s", True, limit=1000, unit="/s"),
+                Figure("accept_p50_ms", "accept p50 ms", False, None, 1),
+                Figure(
+                    "accept_p99_ms",
+                    "accept p99 ms",
+                    False,
+                    digits=1,
+                    limit=25,
+                    strict=True,
+                    unit=" ms",
+                ),
+                Figure("goals_per_s", "goals/s end to end", True),
+                Figure("floor_per_s", "GET /healthz/s (the HTTP floor)", True),
+            ),
+            quick=("--floor", "20", "--accepts", "40", "--goals", "20", "--connections", "2"),
+            baseline=None,
         ),
         Workload(
             "soak",
@@ -119,7 +203,14 @@ WORKLOADS: dict[str, Workload] = {
     )
 }
 
-SYSTEM_NAMES = {"trio": "bare trio", "overstory": "overstory", "langgraph": "LangGraph"}
+SYSTEM_NAMES = {
+    "trio": "bare trio",
+    "sdk": "raw SDK",
+    "overstory": "overstory",
+    "langgraph": "LangGraph",
+}
+#: The systems shown in columns of their own next to the baseline, and divided by it.
+COMPARED = ("overstory", "langgraph")
 
 
 def available(module: str) -> bool:
@@ -146,15 +237,18 @@ def measure(workload: Workload, system: str, quick: bool) -> dict[str, Any]:
     return result
 
 
-def systems_for(workload: Workload, wanted: Sequence[str]) -> list[str]:
-    chosen = [s for s in workload.systems if s in wanted]
+def systems_for(workload: Workload, wanted: Sequence[str] | None) -> list[str]:
+    """The systems to measure: those wanted (None: all), and always the baseline."""
+    chosen = [
+        s for s in workload.systems if wanted is None or s in wanted or s == workload.baseline
+    ]
     if "langgraph" in chosen and not available("langgraph"):
         chosen.remove("langgraph")
     return chosen
 
 
 def run_suite(
-    names: Sequence[str], runs: int, systems: Sequence[str], quick: bool, log: Any
+    names: Sequence[str], runs: int, systems: Sequence[str] | None, quick: bool, log: Any
 ) -> dict[str, list[dict[str, dict[str, Any]]]]:
     """``{workload: [ {system: result} per run ]}``."""
     results: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in names}
@@ -194,54 +288,60 @@ def _ratio_text(values: list[float]) -> str:
     return f"{median} ({min(values):.2f}–{max(values):.2f})"
 
 
+def _values(per_run: list[dict[str, dict[str, Any]]], system: str, key: str) -> list[float]:
+    return [float(r[system][key]) for r in per_run if system in r and key in r[system]]
+
+
 def summarise(
-    results: dict[str, list[dict[str, dict[str, Any]]]], systems: Sequence[str]
+    results: dict[str, list[dict[str, dict[str, Any]]]],
 ) -> tuple[str, dict[str, Any]]:
     """A markdown table and the same figures as data."""
-    shown = [s for s in ("trio", "overstory", "langgraph") if s in systems]
+    compared = [
+        s
+        for s in COMPARED
+        if s == "overstory" or any(s in r for per_run in results.values() for r in per_run)
+    ]
     header = [
         "workload",
         "figure",
-        *(SYSTEM_NAMES[s] for s in shown),
-        "overstory ÷ trio",
-        "LangGraph ÷ trio",
-        "target (overstory ÷ trio)",
+        "baseline",
+        "baseline's figure",
+        *(SYSTEM_NAMES[s] for s in compared),
+        *(f"{SYSTEM_NAMES[s]} ÷ baseline" for s in compared),
+        "target",
     ]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     data: dict[str, Any] = {}
     for name, per_run in results.items():
         workload = WORKLOADS[name]
         for figure in workload.figures:
+            baseline = workload.baseline if figure.compared else None
+            base_key = figure.baseline_key or figure.key
+            entry: dict[str, Any] = {"baseline": baseline}
             cells = [name, figure.label]
-            entry: dict[str, Any] = {}
-            for system in shown:
-                values = [
-                    float(r[system][figure.key])
-                    for r in per_run
-                    if system in r and figure.key in r[system]
-                ]
-                entry[system] = values
-                cells.append(_spread(values, figure.digits) if system in workload.systems else "")
-            for other in ("overstory", "langgraph"):
-                ratios = []
-                if workload.baseline is not None:
-                    for r in per_run:
-                        base, it = r.get(workload.baseline, {}), r.get(other, {})
-                        if figure.key in base and figure.key in it and base[figure.key]:
-                            ratios.append(float(it[figure.key]) / float(base[figure.key]))
-                entry[f"{other}/trio"] = ratios
-                cells.append(_ratio_text(ratios))
-            if figure.target is None:
-                cells.append("")
+            if baseline is None:
+                cells += ["", ""]
             else:
-                sign = "≥" if figure.higher_is_better else "≤"
-                ratios = entry["overstory/trio"]
-                met = bool(ratios) and (
-                    statistics.median(ratios) >= figure.target
-                    if figure.higher_is_better
-                    else statistics.median(ratios) <= figure.target
-                )
-                cells.append(f"{sign} {figure.target:g}× {'met' if met else 'NOT met'}")
+                entry[baseline] = _values(per_run, baseline, base_key)
+                cells += [SYSTEM_NAMES[baseline], _spread(entry[baseline], figure.digits)]
+            for system in compared:
+                entry[system] = _values(per_run, system, figure.key)
+                shown = system in workload.systems
+                cells.append(_spread(entry[system], figure.digits) if shown else "")
+            ratios: dict[str, list[float]] = {}
+            for system in compared:
+                ratios[system] = []
+                if baseline is not None:
+                    for r in per_run:
+                        base, it = r.get(baseline, {}), r.get(system, {})
+                        if base_key in base and figure.key in it and base[base_key]:
+                            ratios[system].append(float(it[figure.key]) / float(base[base_key]))
+                    entry[f"{system}/{baseline}"] = ratios[system]
+                cells.append(_ratio_text(ratios[system]) if baseline is not None else "")
+            text, met = figure.target_text(ratios["overstory"], entry["overstory"])
+            if met is not None:
+                entry["target"] = {"text": text, "met": met}
+            cells.append(text)
             data[f"{name} {figure.key}"] = entry
             rows.append("| " + " | ".join(cells) + " |")
         errors = [
@@ -283,15 +383,19 @@ def write_readme(path: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Run overstory's benchmark suite against bare trio and LangGraph.",
+        description="Run overstory's benchmark suite against its baselines and LangGraph.",
     )
     p.add_argument(
         "--workloads",
-        default="W1,W2,W3,W5,soak",
+        default=",".join(WORKLOADS),
         help=f"comma-separated, from {', '.join(WORKLOADS)} (default: all)",
     )
     p.add_argument("--runs", type=int, default=5, help="runs per workload (default 5)")
-    p.add_argument("--systems", default="trio,overstory,langgraph")
+    p.add_argument(
+        "--systems",
+        help=f"comma-separated, from {', '.join(SYSTEM_NAMES)} (default: every system of "
+        "each workload); a workload's baseline is always measured",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a result")
     p.add_argument("--readme", type=Path, help="write the results table into this README")
     p.add_argument("--json", type=Path, help="write every measurement to this file")
@@ -300,27 +404,40 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         p.error(f"unknown workloads: {', '.join(unknown)}")
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if "langgraph" in systems and not available("langgraph"):
+    systems = None
+    if args.systems is not None:
+        systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+        unknown = [s for s in systems if s not in SYSTEM_NAMES]
+        if unknown:
+            p.error(f"unknown systems: {', '.join(unknown)}")
+    wants_langgraph = any("langgraph" in WORKLOADS[n].systems for n in names) and (
+        systems is None or "langgraph" in systems
+    )
+    if wants_langgraph and not available("langgraph"):
         print("LangGraph is not installed (pip install -e '.[bench]'): skipped", file=sys.stderr)
     started = datetime.datetime.now(datetime.UTC)
     results = run_suite(names, args.runs, systems, args.quick, sys.stderr)
-    table, data = summarise(results, systems)
+    table, data = summarise(results)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     section = "\n".join(
         [
             f"Measured {started:%Y-%m-%d} on {machine()}, with `{command.strip()}` "
-            f"({args.runs} runs; each figure is the median with the range in brackets; "
-            "ratios are taken pair by pair within a run).",
+            f"({args.runs} run{'s' if args.runs != 1 else ''}; "
+            "each figure is the median with the range in brackets; "
+            "ratios are taken pair by pair within a run; a target in × is for overstory ÷ "
+            "the baseline, any other for overstory's own figure, and both are judged on "
+            "the median).",
             "",
             table,
         ]
     )
     print(section)
-    for name in names:
-        for error in data.get(f"{name} errors", []):
-            print(f"error: {error}", file=sys.stderr)
+    errors = [error for name in names for error in data.get(f"{name} errors", [])]
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
     if args.json is not None:
         args.json.write_text(json.dumps({"results": results, "summary": data}, indent=1))
     if args.readme is not None:
         write_readme(args.readme, section)
+    if errors:
+        raise SystemExit(f"{len(errors)} measurement(s) failed")

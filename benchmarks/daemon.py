@@ -1,10 +1,15 @@
-"""Benchmark the daemon over loopback: durable accepts per second and their latency, and
-end-to-end goals per second for a trivial tree.
+"""W6 daemon: durable accepts per second and their latency over loopback, and end-to-end
+goals per second for a trivial tree.
 
+    python -m benchmarks.daemon overstory [--floor 3000] [--accepts 6000] [--goals 2000]
     python -m benchmarks.daemon [--floor 3000] [--accepts 6000] [--goals 2000] [--connections 8]
 
-Each measurement starts ``overstory serve`` in a subprocess with a fresh state directory
-and prints one JSON line:
+Each measurement below starts ``overstory serve`` in a subprocess with a fresh state
+directory. With the system ``overstory`` (what ``python -m benchmarks`` runs as W6) the
+program prints one JSON line with every figure (``accepts_per_s``, ``accept_p50_ms``,
+``accept_p99_ms``, ``goals_per_s``, ``floor_per_s``, ...) and fails unless every
+submission was accepted and every goal succeeded; without it, one JSON line per
+measurement (``--floor 0`` skips the first):
 
 ``http_floor``
     ``GET /healthz``: no token, no journal. What the HTTP stack (hypercorn's trio worker,
@@ -39,7 +44,10 @@ from typing import Any
 
 import trio
 
+from benchmarks._common import emit
+
 ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = ("overstory",)
 
 
 class Server:
@@ -214,46 +222,104 @@ async def _end_to_end(server: Server, goals: int, connections: int) -> dict[str,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--floor", type=int, default=3000, help="GET /healthz requests")
-    parser.add_argument("--accepts", type=int, default=6000, help="submissions to time")
-    parser.add_argument("--goals", type=int, default=2000, help="goals to run end to end")
-    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections")
-    args = parser.parse_args()
+def measure_floor(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``GET /healthz`` ``--floor`` times: what the HTTP stack alone costs."""
+    server = Server(directory / "floor", "blocked")
+    try:
+        probes = [server.request("GET", "/healthz")] * args.floor
+        result: dict[str, Any] = trio.run(_load, server, probes, args.connections)
+    finally:
+        server.stop()
+    return result
+
+
+def measure_accepts(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``POST /v1/goals`` ``--accepts`` times to a tree whose one slot is taken forever."""
+    queue = str(args.accepts + 10)
+    server = Server(directory / "accepts", "blocked", "--max-concurrent", "1", "--max-queue", queue)
+    try:
+        requests = [
+            server.request("POST", "/v1/goals", {"goal": "benchmark", "input": n})
+            for n in range(args.accepts)
+        ]
+        result: dict[str, Any] = trio.run(_load, server, requests, args.connections)
+    finally:
+        server.stop()
+    return result
+
+
+def measure_goals(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``--goals`` goals to a one-leaf tree, until every one has finished."""
+    queue = str(args.goals + 10)
+    server = Server(directory / "goals", "trivial", "--max-concurrent", "64", "--max-queue", queue)
+    try:
+        result: dict[str, Any] = trio.run(_end_to_end, server, args.goals, args.connections)
+    finally:
+        server.stop()
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.daemon", description=(__doc__ or "").split("\n\n")[0]
+    )
+    p.add_argument(
+        "system",
+        nargs="?",
+        choices=SYSTEMS,
+        help="print one JSON line with every figure (the suite's W6); "
+        "without it, print one line per measurement",
+    )
+    p.add_argument("--floor", type=int, default=3000, help="GET /healthz requests (0: skip)")
+    p.add_argument("--accepts", type=int, default=6000, help="submissions to time")
+    p.add_argument("--goals", type=int, default=2000, help="goals to run end to end")
+    p.add_argument("--connections", type=int, default=8, help="keep-alive connections")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    with tempfile.TemporaryDirectory() as directory:
-        server = Server(Path(directory) / "floor", "blocked")
-        try:
-            probes = [server.request("GET", "/healthz")] * args.floor
-            result = trio.run(_load, server, probes, args.connections)
-        finally:
-            server.stop()
-        print(json.dumps({"measure": "http_floor", **result, **machine}), flush=True)
-
-        queue = str(args.accepts + 10)
-        server = Server(
-            Path(directory) / "accepts", "blocked", "--max-concurrent", "1", "--max-queue", queue
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        floor = measure_floor(directory, args) if args.floor > 0 else None
+        if args.system is None and floor is not None:
+            print(json.dumps({"measure": "http_floor", **floor, **machine}), flush=True)
+        accepts = measure_accepts(directory, args)
+        if args.system is None:
+            print(json.dumps({"measure": "durable_accepts", **accepts, **machine}), flush=True)
+        goals = measure_goals(directory, args)
+        if args.system is None:
+            print(json.dumps({"measure": "end_to_end_goals", **goals, **machine}), flush=True)
+            return
+    # The suite's line: a figure is only worth reporting if every request did its job.
+    if accepts["statuses"] != {"202": args.accepts}:
+        raise SystemExit(f"not every submission was accepted: {accepts['statuses']}")
+    if goals["statuses"] != {"202": args.goals} or not goals["all_succeeded"]:
+        raise SystemExit(f"not every goal succeeded: {goals}")
+    figures: dict[str, Any] = {}
+    if floor is not None:
+        figures.update(
+            floor_per_s=floor["per_second"],
+            floor_p50_ms=floor["p50_ms"],
+            floor_p99_ms=floor["p99_ms"],
+            floor_server_cpu_ms=floor["server_cpu_ms"],
         )
-        try:
-            requests = [
-                server.request("POST", "/v1/goals", {"goal": "benchmark", "input": n})
-                for n in range(args.accepts)
-            ]
-            result = trio.run(_load, server, requests, args.connections)
-        finally:
-            server.stop()
-        print(json.dumps({"measure": "durable_accepts", **result, **machine}), flush=True)
-
-        queue = str(args.goals + 10)
-        server = Server(
-            Path(directory) / "goals", "trivial", "--max-concurrent", "64", "--max-queue", queue
-        )
-        try:
-            result = trio.run(_end_to_end, server, args.goals, args.connections)
-        finally:
-            server.stop()
-        print(json.dumps({"measure": "end_to_end_goals", **result, **machine}), flush=True)
+    emit(
+        "W6",
+        args.system,
+        connections=args.connections,
+        accepts=args.accepts,
+        accepts_per_s=accepts["per_second"],
+        accept_p50_ms=accepts["p50_ms"],
+        accept_p99_ms=accepts["p99_ms"],
+        accept_max_ms=accepts["max_ms"],
+        accept_server_cpu_ms=accepts["server_cpu_ms"],
+        goals=args.goals,
+        goals_per_s=goals["per_second"],
+        goal_server_cpu_ms=goals["server_cpu_ms_per_goal"],
+        **figures,
+    )
 
 
 if __name__ == "__main__":

@@ -1,27 +1,39 @@
-"""What tracing costs: goals/s with tracing off and on, and the cost per span against
-the raw OpenTelemetry SDK doing the same spans, measured in the same run.
+"""W4 tracing: what tracing costs per span, against the raw OpenTelemetry SDK making the
+same spans, and goals/s with tracing off and on.
 
-    python -m benchmarks.telemetry_cost [--goals 2000] [--repeat 5]
+    python -m benchmarks.telemetry_cost SYSTEM [--goals 1000] [--repeat 7]   # the suite's W4
+    python -m benchmarks.telemetry_cost [--goals 1000] [--repeat 7]          # every side
 
-Prints one JSON line per measurement. Times are CPU seconds of this process
-(``time.process_time``: the batch processor's thread included, other processes on a
-shared machine excluded). Both sides export through a ``BatchSpanProcessor``
-into an exporter that drops the spans, so what is measured is span creation, context
-handling, attributes, events, links and hand-over to the processor; not the network.
+With a ``SYSTEM`` it prints one JSON line (``python -m benchmarks`` runs ``sdk`` and
+``overstory``, each in a fresh process, and divides their ``us_per_span`` run by run);
+without one it measures every side in one process and prints one JSON line per figure.
 
-* ``goals_per_s``: one tree (strategic → 2 tactical teams → 2 leaves each, one failed
-  and retried attempt on every goal), goals run one after the other, tracing off (the
-  no-op hooks), on, and on with metrics (an in-memory reader).
-* ``cost_per_span_us``: the time a span adds, per span, for four sides:
-  ``overstory`` and ``overstory_with_metrics`` ((time on − time off) / spans);
-  ``raw_sdk_hooks``, the raw SDK behind the same hooks in the same runtime (one
-  ``start_as_current_span`` per hook, same attributes, events, links and providers,
-  the SDK's own exception recording); ``raw_sdk_loop``, the raw SDK making the same
-  spans (same nesting, attributes, events, links, one exception) in a bare loop, with no
-  runtime around it: the cheapest the SDK can be, and the ratio the target is set for.
-* ``ratio`` = overstory's cost per span / a raw side's; the target is at most 1.3.
+Times are CPU seconds of this process (``time.process_time``: the batch processor's
+thread included, other processes on a shared machine excluded). Every side exports
+through a ``BatchSpanProcessor`` into an exporter that drops the spans, so what is
+measured is span creation, context handling, attributes, events, links and hand-over to
+the processor; not the network. The tree: strategic → 2 tactical teams → 2 leaves each,
+one failed and retried attempt on every goal (11 spans), goals run one after the other.
 
-The best of ``--repeat`` runs is taken for each side (least disturbed by the machine).
+The sides (the best of ``--repeat`` interleaved rounds is taken for each, the one least
+disturbed by the machine):
+
+* ``off``, ``on``, ``on_metrics``: the tree with tracing off (the no-op hooks), on, and on
+  with metrics (an in-memory reader).
+* ``raw_hooks``: the raw SDK behind the same hooks in the same runtime (one
+  ``start_as_current_span`` per hook, same attributes, events, links and providers, the
+  SDK's own exception recording).
+* ``raw_loop``: the raw SDK making the same spans (same nesting, attributes, events,
+  links, one exception) in a bare trio loop with no runtime around it: the cheapest the
+  SDK can be, and what the target (at most 1.3× per span) is set against.
+
+The systems: ``sdk`` measures ``raw_loop`` (``us_per_span`` = its time / spans);
+``overstory`` measures ``off``, ``on`` and ``on_metrics`` (``us_per_span`` = (on − off) /
+spans, ``us_per_span_with_metrics`` likewise); ``sdk-hooks`` measures ``off`` and
+``raw_hooks``. Each line also gives ``spans_per_goal``, which must agree between systems.
+Without a system the lines are ``goals_per_s`` (off, on, on+metrics), ``spans_per_goal``,
+``cost_per_span_us`` for the four sides (``overstory``, ``overstory_with_metrics``,
+``raw_sdk_hooks``, ``raw_sdk_loop``) and every ``ratio`` of ours to a raw side.
 """
 
 from __future__ import annotations
@@ -40,8 +52,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
+from opentelemetry.util.types import AttributeValue
 
 import overstory as ov
+from benchmarks._common import emit
 
 
 class Drop(SpanExporter):
@@ -209,7 +223,7 @@ class RawSdkInstrumentation:
         pass
 
 
-async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor) -> float:
+async def raw_sdk(goals: int, processor: BatchSpanProcessor) -> float:
     """The same shape by hand: a goal span, 1 root, 4 team attempts, 5 leaf attempts
     (one failing with an exception, one linked to it), 2 events on the supervisors."""
     providers = {
@@ -221,10 +235,9 @@ async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor
     for provider in providers.values():
         provider.add_span_processor(processor)
     tracers = {layer: p.get_tracer("raw") for layer, p in providers.items()}
-    assert spans_per_goal == 11, spans_per_goal
 
-    def agent(layer: str, name: str, attempt: int, step: str | None) -> dict[str, object]:
-        attributes: dict[str, object] = {
+    def agent(layer: str, name: str, attempt: int, step: str | None) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": name,
             "gen_ai.agent.id": f"bench/{name}",
@@ -258,7 +271,7 @@ async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor
                     with tracers["tactical"].start_as_current_span(
                         f"invoke_agent {team}", attributes=agent("tactical", team, 1, leaf)
                     ) as team_span:
-                        previous = None
+                        previous: trace_api.Span | None = None
                         for attempt in (1, 2) if leaf == "crm" else (1,):
                             links = [Link(previous.get_span_context())] if previous else []
                             try:
@@ -278,53 +291,112 @@ async def raw_sdk(spans_per_goal: int, goals: int, processor: BatchSpanProcessor
     return time.process_time() - start
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--goals", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args(argv)
+SYSTEMS = ("sdk", "overstory", "sdk-hooks")
+
+#: What each system measures, in one process: tracing off (the no-op hooks), on, on with
+#: metrics, the raw SDK behind the hooks, the raw SDK in a bare loop.
+SIDES: dict[str | None, tuple[str, ...]] = {
+    None: ("off", "on", "on_metrics", "raw_hooks", "raw_loop"),
+    "sdk": ("raw_loop",),
+    "overstory": ("off", "on", "on_metrics"),
+    "sdk-hooks": ("off", "raw_hooks"),
+}
+
+
+def measure_side(side: str, tree: ov.Tree, goals: int) -> tuple[float, int]:
+    """One measurement of one side: (CPU seconds, spans exported)."""
+    if side == "off":
+        return trio.run(run_goals, tree, goals, _null()), 0
+    drop = Drop()
+    if side in ("on", "on_metrics"):
+        readers = [InMemoryMetricReader()] if side == "on_metrics" else []
+        telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=readers)
+        seconds = trio.run(run_goals, tree, goals, telemetry.instrumentation)
+        telemetry.close()
+        return seconds, drop.count
+    processor = BatchSpanProcessor(drop)
+    if side == "raw_hooks":
+        seconds = trio.run(run_goals, tree, goals, RawSdkInstrumentation(processor))
+    else:
+        seconds = trio.run(raw_sdk, goals, processor)
+    processor.shutdown()  # type: ignore[no-untyped-call]
+    return seconds, drop.count
+
+
+def measure(sides: Sequence[str], goals: int, repeat: int) -> tuple[dict[str, float], int]:
+    """The best CPU time of each side over ``repeat`` interleaved rounds, and the spans per
+    goal (every side that traces must export the same number)."""
     # Every side exports through a BatchSpanProcessor; with the default queue of 2,048 the
     # fastest side (the bare loop) outruns the export thread and drops spans, which would
     # make it look cheaper. A queue that holds a whole measurement keeps the sides equal.
-    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, args.goals * 64))
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max(2048, goals * 64))
     tree = build_tree()
-    goals = args.goals
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    counts: dict[str, int] = {}
+    for _ in range(repeat):  # interleaved, so that a noisy moment hits every side
+        for side in sides:
+            seconds, count = measure_side(side, tree, goals)
+            times[side].append(seconds)
+            if side != "off":
+                counts[side] = count
+    assert len(set(counts.values())) == 1, counts
+    (spans,) = set(counts.values())
+    return {side: min(values) for side, values in times.items()}, spans // goals
 
-    times: dict[str, list[float]] = {
-        "off": [],
-        "on": [],
-        "on_metrics": [],
-        "raw_hooks": [],
-        "raw_loop": [],
-    }
-    spans_per_goal = 0
-    for _ in range(args.repeat):  # interleaved, so that a noisy moment hits every side
-        times["off"].append(trio.run(run_goals, tree, goals, _null()))
-        drop = Drop()
-        telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=())
-        times["on"].append(trio.run(run_goals, tree, goals, telemetry.instrumentation))
-        telemetry.close()
-        spans_per_goal = drop.count // goals
-        reader = InMemoryMetricReader()
-        telemetry = ov.telemetry.configure(exporter=Drop(), install=False, metric_readers=[reader])
-        times["on_metrics"].append(trio.run(run_goals, tree, goals, telemetry.instrumentation))
-        telemetry.close()
-        raw_drop = Drop()
-        processor = BatchSpanProcessor(raw_drop)
-        raw = RawSdkInstrumentation(processor)
-        times["raw_hooks"].append(trio.run(run_goals, tree, goals, raw))
-        processor.shutdown()
-        assert raw_drop.count == drop.count, (raw_drop.count, drop.count)
-        loop_drop = Drop()
-        processor = BatchSpanProcessor(loop_drop)
-        times["raw_loop"].append(trio.run(raw_sdk, spans_per_goal, goals, processor))
-        processor.shutdown()
-        assert loop_drop.count == drop.count, (loop_drop.count, drop.count)
-    best = {side: min(values) for side, values in times.items()}
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.telemetry_cost",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument(
+        "system",
+        nargs="?",
+        choices=SYSTEMS,
+        help="measure one system and print one JSON line (the suite's W4); "
+        "without it, measure every side and print one line per figure",
+    )
+    p.add_argument("--goals", type=int, default=1000)
+    p.add_argument("--repeat", type=int, default=7)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    goals: int = args.goals
+    best, spans_per_goal = measure(SIDES[args.system], goals, args.repeat)
     spans = spans_per_goal * goals
 
     def per_span(seconds: float) -> float:
         return seconds / spans * 1e6
+
+    common = {"goals": goals, "repeat": args.repeat, "spans_per_goal": spans_per_goal}
+    if args.system == "sdk":
+        seconds = best["raw_loop"]
+        emit("W4", "sdk", **common, cpu_seconds=seconds, us_per_span=per_span(seconds))
+        return
+    if args.system == "overstory":
+        emit(
+            "W4",
+            "overstory",
+            **common,
+            us_per_span=per_span(best["on"] - best["off"]),
+            us_per_span_with_metrics=per_span(best["on_metrics"] - best["off"]),
+            goals_per_s_off=goals / best["off"],
+            goals_per_s_on=goals / best["on"],
+            goals_per_s_on_metrics=goals / best["on_metrics"],
+        )
+        return
+    if args.system == "sdk-hooks":
+        emit(
+            "W4",
+            "sdk-hooks",
+            **common,
+            us_per_span=per_span(best["raw_hooks"] - best["off"]),
+            goals_per_s_off=goals / best["off"],
+            goals_per_s_on=goals / best["raw_hooks"],
+        )
+        return
 
     cost = {
         "overstory": per_span(best["on"] - best["off"]),
@@ -332,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "raw_sdk_hooks": per_span(best["raw_hooks"] - best["off"]),
         "raw_sdk_loop": per_span(best["raw_loop"]),
     }
+
     records: list[dict[str, Any]] = [
         {"measure": "goals_per_s", "tracing": "off", "value": round(goals / best["off"], 1)},
         {"measure": "goals_per_s", "tracing": "on", "value": round(goals / best["on"], 1)},

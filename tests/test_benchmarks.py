@@ -5,14 +5,31 @@ Benchmarks are programs, not tests: nothing here looks at a time or a rate.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_suite() -> ModuleType:
+    """Import ``benchmarks/_suite.py`` on its own (the package would edit ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(
+        "overstory_benchmark_suite", ROOT / "benchmarks" / "_suite.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
 
 SMOKE = [
     ("fanout", "trio", "--goals", "3"),
@@ -24,6 +41,7 @@ SMOKE = [
     ("restart", "trio", "--restarts", "5"),
     ("restart", "overstory", "--restarts", "5"),
     ("soak", "overstory", "--goals", "30", "--warmup", "10"),
+    ("telemetry_cost", "sdk-hooks", "--goals", "5", "--repeat", "1"),
 ]
 
 
@@ -57,6 +75,64 @@ def test_failure_storm_agrees_with_bare_trio() -> None:
     assert overstory_result["success_fraction"] == trio_result["success_fraction"]
 
 
+def test_tracing_sides_export_the_same_spans() -> None:
+    """W4's raw-SDK loop makes as many spans per goal as overstory with tracing on."""
+    args = ("--goals", "4", "--repeat", "1")
+    sdk = run("telemetry_cost", "sdk", *args)
+    overstory = run("telemetry_cost", "overstory", *args)
+    assert (sdk["system"], overstory["system"]) == ("sdk", "overstory")
+    assert sdk["spans_per_goal"] == overstory["spans_per_goal"] == 11
+
+
+def test_tracing_benchmark_alone_prints_every_side() -> None:
+    """Without a system the tracing benchmark measures every side, one JSON line per figure."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.telemetry_cost", "--goals", "4", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    sides = {line["side"] for line in lines if line["measure"] == "cost_per_span_us"}
+    assert sides == {"overstory", "overstory_with_metrics", "raw_sdk_hooks", "raw_sdk_loop"}
+    assert sum(1 for line in lines if line["measure"] == "ratio") == 4
+
+
+@pytest.mark.parametrize(
+    ("figure", "ratios", "values", "text", "met"),
+    [
+        ({"target": 0.5}, [0.4, 0.6, 0.7], [], "≥ 0.5× met", True),
+        ({"target": 1.3, "higher": False}, [1.2, 1.4, 1.5], [], "≤ 1.3× NOT met", False),
+        ({"limit": 1000, "unit": "/s"}, [], [900.0, 1000.0], "≥ 1,000/s NOT met", False),
+        ({"limit": 1000, "unit": "/s"}, [], [1000.0], "≥ 1,000/s met", True),
+        (
+            {"limit": 25, "strict": True, "unit": " ms", "higher": False},
+            [],
+            [25.0],
+            "< 25 ms NOT met",
+            False,
+        ),
+        (
+            {"limit": 25, "strict": True, "unit": " ms", "higher": False},
+            [],
+            [],
+            "< 25 ms NOT met",
+            False,
+        ),
+        ({}, [2.0], [3.0], "", None),
+    ],
+)
+def test_targets_are_judged_on_the_median(
+    figure: dict[str, Any], ratios: list[float], values: list[float], text: str, met: bool | None
+) -> None:
+    """A ratio or absolute target is met or not by the median of the runs (none: no verdict)."""
+    higher = figure.pop("higher", True)
+    made = load_suite().Figure("x", "x", higher, **figure)
+    assert made.target_text(ratios, values) == (text, met)
+
+
 def test_suite_quick_run(tmp_path: Path) -> None:
     """The runner aggregates one quick run into a table and a README section."""
     readme = tmp_path / "README.md"
@@ -86,3 +162,34 @@ def test_suite_quick_run(tmp_path: Path) -> None:
     assert "## Performance" in text
     assert "| W1 | leaf calls/s |" in text
     assert "| W5 | µs per restart |" in text
+
+
+def test_suite_quick_run_of_tracing_and_daemon(tmp_path: Path) -> None:
+    """W4 is divided by the raw SDK and W6 is held to absolute targets, both in the table."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n")
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            *("--quick", "--runs", "1", "--workloads", "W4,W6"),
+            *("--readme", str(readme), "--json", str(results)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert "| W4 | µs per span | raw SDK |" in text
+    assert "| W4 | spans per goal | raw SDK | 11 | 11 | 1.00× |" in text
+    assert "| W6 | durable accepts/s |" in text
+    summary = json.loads(results.read_text())["summary"]
+    assert summary["W4 errors"] == summary["W6 errors"] == []
+    assert summary["W4 us_per_span"]["target"]["text"].startswith("≤ 1.3× ")
+    assert summary["W6 accepts_per_s"]["target"]["text"].startswith("≥ 1,000/s ")
+    assert summary["W6 accept_p99_ms"]["target"]["text"].startswith("< 25 ms ")
