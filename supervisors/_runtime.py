@@ -7,6 +7,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any, Protocol
 
 import attrs
@@ -88,6 +89,84 @@ def _format_chain(error: BaseException, seen: set[int]) -> list[str]:
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
+# One link of a failure's chain as it stood when the failure was recorded: the
+# exception, its traceback and its message then, and the text that leads from it to the
+# link recorded before it (empty for the first).
+_Link = tuple[BaseException, TracebackType | None, str, str]
+_TRACEBACK_HEADER = "Traceback (most recent call last):\n"
+
+
+def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
+    """What :func:`format_traceback` needs of ``error``, taken now and formatted later.
+
+    A traceback only grows at its head as the exception propagates, so the head taken
+    now keeps exactly the frames that format_traceback would walk now. What the fast
+    formatter does not reproduce (exception groups, notes, syntax errors, a ``str()``
+    that raises, a module name that is not a string) is formatted at once instead.
+    """
+    links: list[_Link] = []
+    seen: set[int] = set()
+    current, lead, text = error, "", message
+    while True:
+        if not _plain(current):
+            return format_traceback(error)
+        seen.add(id(current))
+        links.append((current, current.__traceback__, text, lead))
+        # The same rule as _format_chain: a cause first, else an unsuppressed context.
+        cause, context = current.__cause__, current.__context__
+        if cause is not None and id(cause) not in seen:
+            current, lead = cause, _CAUSE
+        elif context is not None and not current.__suppress_context__ and id(context) not in seen:
+            current, lead = context, _CONTEXT
+        else:
+            return tuple(links)
+        try:
+            text = str(current)
+        except Exception:
+            return format_traceback(error)
+
+
+def _plain(error: BaseException) -> bool:
+    return not (
+        isinstance(error, BaseExceptionGroup | SyntaxError)
+        or getattr(error, "__notes__", None) is not None
+        or not isinstance(type(error).__module__, str)
+    )
+
+
+def _render(links: tuple[_Link, ...], frames: dict[tuple[Any, ...], str]) -> str:
+    """:func:`format_traceback`'s text for a snapshot; ``frames`` remembers the formatted
+    stack of each distinct walk (code objects and line numbers), so that a failure that
+    repeats formats its frames once per read (and stats its files once)."""
+    parts: list[str] = []
+    for error, tb, message, lead in reversed(links):
+        if tb is not None:
+            walk: list[Any] = []
+            each: TracebackType | None = tb
+            while each is not None:
+                walk += (each.tb_frame.f_code, each.tb_lineno)
+                each = each.tb_next
+            key = tuple(walk)
+            stack = frames.get(key)
+            if stack is None:
+                stack = frames[key] = "".join(
+                    traceback.StackSummary.extract(
+                        traceback.walk_tb(tb), lookup_lines=False
+                    ).format()
+                )
+            parts += (_TRACEBACK_HEADER, stack)
+        kind = type(error)
+        name = kind.__qualname__
+        if kind.__module__ not in ("__main__", "builtins"):
+            name = f"{kind.__module__}.{name}"
+        parts.append(f"{name}: {message}\n" if message else f"{name}\n")
+        parts.append(lead)
+    return "".join(parts)
+
+
+# A failure record's fields, with its traceback still to format (a snapshot) or formatted.
+_Unformatted = tuple[str, str, str | None, int, str, str, tuple[_Link, ...] | str, float]
+
 
 @attrs.define(kw_only=True, eq=False)
 class Runtime:
@@ -124,10 +203,35 @@ class GoalRun:
     checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
     on_checkpoint: CheckpointWriter | None = None
     usage: Usage = attrs.field(factory=Usage)
-    failures: list[FailureRecord] = attrs.field(factory=list)
     steps: list[StepRecord] = attrs.field(factory=list)
     # Recorded errors by id, kept alive while the goal runs so that no id is reused.
     _recorded: dict[int, BaseException] = attrs.field(factory=dict, alias="_recorded")
+    # The failure chain: records made, and failures recorded since ``failures`` was last
+    # read, whose tracebacks are formatted when it is read (a crash loop's goal may
+    # record thousands; formatting each at once was most of the cost of a failure).
+    _failures: list[FailureRecord] = attrs.field(factory=list, alias="_failures")
+    _unformatted: list[_Unformatted] = attrs.field(factory=list, alias="_unformatted")
+
+    @property
+    def failures(self) -> list[FailureRecord]:
+        """The goal's failure chain, in order."""
+        if self._unformatted:
+            frames: dict[tuple[Any, ...], str] = {}
+            self._failures += [
+                FailureRecord(
+                    path=path,
+                    layer=layer,
+                    step=step,
+                    attempt=attempt,
+                    error_type=error_type,
+                    message=message,
+                    traceback=tb if isinstance(tb, str) else _render(tb, frames),
+                    at=at,
+                )
+                for path, layer, step, attempt, error_type, message, tb, at in self._unformatted
+            ]
+            self._unformatted.clear()
+        return self._failures
 
     def recorded(self, error: BaseException) -> bool:
         """Whether ``error`` (this very object) is already in the failure chain."""
@@ -162,16 +266,17 @@ class GoalRun:
     ) -> None:
         """Append ``error`` to the goal's failure chain."""
         self._recorded[id(error)] = error
-        self.failures.append(
-            FailureRecord(
-                path=path,
-                layer=layer,
-                step=step,
-                attempt=attempt,
-                error_type=type(error).__name__,
-                message=str(error),
-                traceback=format_traceback(error) if with_traceback else "",
-                at=self.elapsed(),
+        message = str(error)
+        self._unformatted.append(
+            (
+                path,
+                layer,
+                step,
+                attempt,
+                type(error).__name__,
+                message,
+                _snapshot(error, message) if with_traceback else "",
+                self.elapsed(),
             )
         )
 

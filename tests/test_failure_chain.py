@@ -1,0 +1,172 @@
+"""The failure chain formats tracebacks when it is read: the text is what
+``format_traceback`` gave when the failure was recorded, whatever happened since."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from overstory.hierarchy._context import Memory
+from overstory.supervisors._runtime import GoalRun, Runtime, format_traceback
+from overstory.telemetry import NULL_INSTRUMENTATION
+
+
+def _run() -> GoalRun:
+    runtime = Runtime(
+        tree="t",
+        instrumentation=NULL_INSTRUMENTATION,
+        reviewer=None,
+        on_event=None,
+        rng=random.Random(0),
+    )
+    return GoalRun(goal_id="g", goal="go", runtime=runtime, memory=Memory(), started=0.0)
+
+
+def _caught(raiser: Callable[[], None]) -> BaseException:
+    try:
+        raiser()
+    except BaseException as exc:  # the cases raise groups too
+        return exc
+    raise AssertionError("did not raise")
+
+
+def _plain() -> None:
+    raise RuntimeError("boom")
+
+
+def _empty_message() -> None:
+    raise RuntimeError
+
+
+def _key_error() -> None:
+    {}["missing"]  # a KeyError whose message is quoted
+
+
+def _caused() -> None:
+    try:
+        _plain()
+    except RuntimeError as exc:
+        raise ValueError("outer") from exc
+
+
+def _context() -> None:
+    try:
+        _plain()
+    except RuntimeError:
+        raise LookupError("while handling")  # noqa: B904 - the implicit context is the case
+
+
+def _suppressed() -> None:
+    try:
+        _plain()
+    except RuntimeError:
+        raise ValueError("no context") from None
+
+
+def _cycle() -> None:
+    first, second = ValueError("first"), ValueError("second")
+    first.__cause__, second.__cause__ = second, first
+    raise first
+
+
+def _recursive(depth: int = 30) -> None:
+    if depth:
+        _recursive(depth - 1)
+    raise RecursionError("deep")
+
+
+def _group() -> None:
+    raise ExceptionGroup("several", [ValueError("a"), KeyError("b")])
+
+
+def _noted() -> None:
+    error = ValueError("with a note")
+    error.add_note("a note")
+    raise error
+
+
+def _syntax() -> None:
+    compile("def (", "<case>", "exec")
+
+
+def _caused_by_a_group() -> None:
+    try:
+        _group()
+    except ExceptionGroup as exc:
+        raise RuntimeError("after the group") from exc
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise TypeError("no str")
+
+
+def _bad_str_cause() -> None:
+    try:
+        raise _BadStr
+    except _BadStr as exc:
+        raise RuntimeError("outer") from exc
+
+
+CASES = [
+    _plain,
+    _empty_message,
+    _key_error,
+    _caused,
+    _context,
+    _suppressed,
+    _cycle,
+    _recursive,
+    _group,
+    _noted,
+    _syntax,
+    _caused_by_a_group,
+    _bad_str_cause,
+]
+
+
+@pytest.mark.parametrize("raiser", CASES, ids=[c.__name__.strip("_") for c in CASES])
+async def test_read_traceback_is_format_traceback(raiser: Callable[[], None]) -> None:
+    """Each kind of chain reads back exactly as format_traceback formats it."""
+    error = _caught(raiser)
+    expected = format_traceback(error)
+    run = _run()
+    run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
+    [record] = run.failures
+    assert record.traceback == expected
+    assert (record.error_type, record.message) == (type(error).__name__, str(error))
+
+
+async def test_the_traceback_is_the_one_at_recording_time() -> None:
+    """An error raised further after it was recorded keeps the frames it had then."""
+    error = _caught(_caused)
+    expected = format_traceback(error)
+    run = _run()
+    run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
+
+    def again() -> None:
+        raise error
+
+    assert _caught(again) is error
+    assert format_traceback(error) != expected  # it grew a frame
+    assert run.failures[0].traceback == expected
+
+
+async def test_reads_keep_order_and_records_added_between_reads() -> None:
+    """Records come back in order, across reads, with and without tracebacks."""
+    run = _run()
+    errors = [_caught(_plain), _caught(_caused), _caught(_plain)]
+    run.fail(path="a", layer="leaf", step="s", attempt=1, error=errors[0])
+    first = run.failures
+    assert [r.path for r in first] == ["a"]
+    run.fail(path="b", layer="leaf", step="s", attempt=2, error=errors[1])
+    run.fail(path="c", layer="tactical", step="s", attempt=3, error=errors[2], with_traceback=False)
+    assert [(r.path, r.attempt) for r in run.failures] == [("a", 1), ("b", 2), ("c", 3)]
+    assert [r.traceback for r in run.failures] == [
+        format_traceback(errors[0]),
+        format_traceback(errors[1]),
+        "",
+    ]
+    assert run.failures is run.failures
