@@ -20,7 +20,7 @@ from overstory.hierarchy._outcome import FailureRecord, StepRecord
 from overstory.hierarchy._review import Reviewer
 from overstory.hierarchy._task import Task
 from overstory.supervisors._events import EventKind, EventSink, SupervisionEvent
-from overstory.telemetry._hooks import NULL_SPAN, Instrumentation, SpanHook
+from overstory.telemetry._hooks import NULL_INSTRUMENTATION, NULL_SPAN, Instrumentation, SpanHook
 
 __all__ = [
     "CheckpointWriter",
@@ -177,6 +177,15 @@ class Runtime:
     reviewer: Reviewer | None
     on_event: EventSink | None
     rng: random.Random
+
+    @property
+    def observed(self) -> bool:
+        """Whether a supervision event goes anywhere: to ``on_event``, or to telemetry.
+
+        Hot paths (a crash loop emits two events per restart) check it before building
+        an event that :meth:`emit` would only hand to the no-op instrumentation.
+        """
+        return self.on_event is not None or self.instrumentation is not NULL_INSTRUMENTATION
 
     def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
         """Record a supervision decision on ``span`` and pass it to ``on_event``."""
