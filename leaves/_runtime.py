@@ -199,7 +199,12 @@ class AgentPoolNode:
                 self._settle_restart(instance)
                 self._retire()
                 return
-            await trio.sleep(delay)
+            if delay > 0:
+                await trio.sleep(delay)
+            else:
+                # No backoff: still a cancellation point, but without giving up the turn
+                # (trio.sleep(0) would), which cost a restart one more scheduler pass.
+                await trio.lowlevel.checkpoint_if_cancelled()
 
     def _retire(self) -> None:
         self._remaining -= 1
