@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Protocol
@@ -46,14 +45,21 @@ def key_scope() -> str:
     return _scope.get()
 
 
-@contextmanager
-def within_key(segment: str) -> Iterator[None]:
-    """Make work started inside the block prefix its keys with ``segment`` + ``">"``."""
-    token = _scope.set(f"{_scope.get()}{segment}>")
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+class within_key:
+    """Make work started inside the block prefix its keys with ``segment`` + ``">"``.
+
+    A class rather than a generator context manager: it wraps every attempt."""
+
+    __slots__ = ("_segment", "_token")
+
+    def __init__(self, segment: str) -> None:
+        self._segment = segment
+
+    def __enter__(self) -> None:
+        self._token = _scope.set(f"{_scope.get()}{self._segment}>")
+
+    def __exit__(self, *exc_info: object) -> None:
+        _scope.reset(self._token)
 
 
 def format_traceback(error: BaseException) -> str:
