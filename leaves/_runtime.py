@@ -257,16 +257,18 @@ class AgentPoolNode:
         agent = instance.agent
         assert agent is not None
         how = "cancelled"
-        error: Exception | None = None
+        # The failure's type, not the failure: this frame is in its traceback, and a
+        # local holding it would make a reference cycle that only the collector frees.
+        error_type: str | None = None
         try:
             result = await agent.handle(task, ctx)
             how = "returned"
             return result
         except Exception as exc:
-            how, error = "raised", exc
+            how, error_type = "raised", type(exc).__name__
             raise
         finally:
-            self._check_in(instance, how, error, run, span)
+            self._check_in(instance, how, error_type, run, span)
 
     async def _wait_for_instance(self) -> _Instance:
         if self._waiting >= self.spec.queue_limit:
@@ -286,7 +288,7 @@ class AgentPoolNode:
         self,
         instance: _Instance,
         how: str,
-        error: Exception | None,
+        error_type: str | None,
         run: GoalRun,
         span: SpanHook,
     ) -> None:
@@ -308,14 +310,14 @@ class AgentPoolNode:
             instance.restarts += 1
             self.restarts += 1
             if self._runtime.observed:
-                self._emit_restart(instance, how, error, run, span, delay)
+                self._emit_restart(instance, how, error_type, run, span, delay)
         instance.crashes.put((how, delay))
 
     def _emit_restart(
         self,
         instance: _Instance,
         how: str,
-        error: Exception | None,
+        error_type: str | None,
         run: GoalRun,
         span: SpanHook,
         delay: float,
@@ -329,7 +331,7 @@ class AgentPoolNode:
                 attempt=instance.restarts,
                 agent=self._instance_path(instance),
                 delay=delay,
-                error_type=type(error).__name__ if error is not None else None,
+                error_type=error_type,
                 message=f"handle() {how}",
             ),
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import linecache
 import random
+import sys
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from types import TracebackType
 from typing import Any, Protocol
 
 import attrs
@@ -95,20 +97,22 @@ def _format_chain(error: BaseException, seen: set[int]) -> list[str]:
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
-# One link of a failure's chain as it stood when the failure was recorded: the
-# exception, its traceback and its message then, and the text that leads from it to the
-# link recorded before it (empty for the first).
-_Link = tuple[BaseException, TracebackType | None, str, str]
+# One link of a failure's chain as it stood when the failure was recorded. It holds
+# neither the exception nor its frames (a crash loop's goal would keep every one alive,
+# and every garbage collection would walk them): the exception's type and message, its
+# stack as code objects and line numbers with each frame's globals (``None``: it had no
+# traceback), and the text that leads from it to the link recorded before it.
+_Link = tuple[type[BaseException], tuple[Any, ...] | None, tuple[Any, ...], str, str]
 _TRACEBACK_HEADER = "Traceback (most recent call last):\n"
 
 
 def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
     """What :func:`format_traceback` needs of ``error``, taken now and formatted later.
 
-    A traceback only grows at its head as the exception propagates, so the head taken
-    now keeps exactly the frames that format_traceback would walk now. What the fast
-    formatter does not reproduce (exception groups, notes, syntax errors, a ``str()``
-    that raises, a module name that is not a string) is formatted at once instead.
+    A traceback only grows at its head as the exception propagates, so the frames walked
+    now are exactly those format_traceback would walk now. What the fast formatter does
+    not reproduce (exception groups, notes, syntax errors, a ``str()`` that raises, a
+    module name that is not a string) is formatted at once instead.
     """
     links: list[_Link] = []
     seen: set[int] = set()
@@ -117,7 +121,18 @@ def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
         if not _plain(current):
             return format_traceback(error)
         seen.add(id(current))
-        links.append((current, current.__traceback__, text, lead))
+        tb = current.__traceback__
+        if tb is None:
+            links.append((type(current), None, (), text, lead))
+        else:
+            walk: list[Any] = []
+            scopes: list[Any] = []
+            while tb is not None:
+                frame = tb.tb_frame
+                walk += (frame.f_code, tb.tb_lineno)
+                scopes.append(frame.f_globals)
+                tb = tb.tb_next
+            links.append((type(current), tuple(walk), tuple(scopes), text, lead))
         # The same rule as _format_chain: a cause first, else an unsuppressed context.
         cause, context = current.__cause__, current.__context__
         if cause is not None and id(cause) not in seen:
@@ -140,34 +155,42 @@ def _plain(error: BaseException) -> bool:
     )
 
 
-def _render(links: tuple[_Link, ...], frames: dict[tuple[Any, ...], str]) -> str:
-    """:func:`format_traceback`'s text for a snapshot; ``frames`` remembers the formatted
-    stack of each distinct walk (code objects and line numbers), so that a failure that
-    repeats formats its frames once per read (and stats its files once)."""
+def _render(links: tuple[_Link, ...], stacks: dict[tuple[Any, ...], str]) -> str:
+    """:func:`format_traceback`'s text for a snapshot; ``stacks`` remembers the formatted
+    stack of each distinct walk, so that a failure that repeats formats its frames (and
+    checks its source files) once per read."""
     parts: list[str] = []
-    for error, tb, message, lead in reversed(links):
-        if tb is not None:
-            walk: list[Any] = []
-            each: TracebackType | None = tb
-            while each is not None:
-                walk += (each.tb_frame.f_code, each.tb_lineno)
-                each = each.tb_next
-            key = tuple(walk)
-            stack = frames.get(key)
+    for kind, walk, scopes, message, lead in reversed(links):
+        if walk is not None:
+            stack = stacks.get(walk)
             if stack is None:
-                stack = frames[key] = "".join(
-                    traceback.StackSummary.extract(
-                        traceback.walk_tb(tb), lookup_lines=False
-                    ).format()
-                )
+                stack = stacks[walk] = _format_stack(walk, scopes)
             parts += (_TRACEBACK_HEADER, stack)
-        kind = type(error)
         name = kind.__qualname__
         if kind.__module__ not in ("__main__", "builtins"):
             name = f"{kind.__module__}.{name}"
         parts.append(f"{name}: {message}\n" if message else f"{name}\n")
         parts.append(lead)
     return "".join(parts)
+
+
+def _format_stack(walk: tuple[Any, ...], scopes: tuple[Any, ...]) -> str:
+    """``StackSummary.extract(walk_tb(tb), lookup_lines=False).format()`` for the frames
+    of a snapshot: the same limit, source caches and layout."""
+    limit = getattr(sys, "tracebacklimit", None)
+    count = len(scopes) if limit is None else min(len(scopes), max(limit, 0))
+    summaries: list[traceback.FrameSummary] = []
+    files: set[str] = set()
+    for index in range(count):
+        code, lineno = walk[2 * index], walk[2 * index + 1]
+        files.add(code.co_filename)
+        linecache.lazycache(code.co_filename, scopes[index])
+        summaries.append(
+            traceback.FrameSummary(code.co_filename, lineno, code.co_name, lookup_line=False)
+        )
+    for filename in files:
+        linecache.checkcache(filename)
+    return "".join(traceback.StackSummary.from_list(summaries).format())
 
 
 # A failure record's fields, with its traceback still to format (a snapshot) or formatted.
@@ -219,8 +242,12 @@ class GoalRun:
     on_checkpoint: CheckpointWriter | None = None
     usage: Usage = attrs.field(factory=Usage)
     steps: list[StepRecord] = attrs.field(factory=list)
-    # Recorded errors by id, kept alive while the goal runs so that no id is reused.
-    _recorded: dict[int, BaseException] = attrs.field(factory=dict, alias="_recorded")
+    # Recorded errors by id, each held by a weak reference where the type allows one,
+    # else kept alive while the goal runs: either way no other object reusing the id
+    # can look recorded.
+    _recorded: dict[int, BaseException | weakref.ref[BaseException]] = attrs.field(
+        factory=dict, alias="_recorded"
+    )
     # The failure chain: records made, and failures recorded since ``failures`` was last
     # read, whose tracebacks are formatted when it is read (a crash loop's goal may
     # record thousands; formatting each at once was most of the cost of a failure).
@@ -250,7 +277,10 @@ class GoalRun:
 
     def recorded(self, error: BaseException) -> bool:
         """Whether ``error`` (this very object) is already in the failure chain."""
-        return self._recorded.get(id(error)) is error
+        known = self._recorded.get(id(error))
+        if isinstance(known, weakref.ref):
+            return known() is error
+        return known is error
 
     def fail_once(
         self,
@@ -280,7 +310,8 @@ class GoalRun:
         with_traceback: bool = True,
     ) -> None:
         """Append ``error`` to the goal's failure chain."""
-        self._recorded[id(error)] = error
+        # Built-in exception types take no weak references (a zero weakref offset).
+        self._recorded[id(error)] = weakref.ref(error) if type(error).__weakrefoffset__ else error
         message = str(error)
         self._unformatted.append(
             (

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -170,3 +172,43 @@ async def test_reads_keep_order_and_records_added_between_reads() -> None:
         "",
     ]
     assert run.failures is run.failures
+
+
+class _Crash(Exception):
+    """A user-defined failure: its type takes weak references."""
+
+
+async def test_the_chain_does_not_keep_a_recorded_error_alive() -> None:
+    """A recorded failure (and so its frames) is freed once nothing else holds it; its
+    record still reads back in full."""
+    run = _run()
+    error = _caught(_raise_crash)
+    expected = format_traceback(error)
+    run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
+    assert run.recorded(error)
+    alive = weakref.ref(error)
+    del error
+    assert alive() is None
+    [record] = run.failures
+    assert record.traceback == expected
+    assert (record.error_type, record.message) == ("_Crash", "crashed")
+
+
+async def test_recorded_knows_a_user_error_by_identity_while_it_lives() -> None:
+    """An error of a user-defined type recorded and dropped cannot make a new error at
+    its address look recorded; one still alive is known."""
+    run = _run()
+    kept = _Crash("kept")
+    run.fail(path="p", layer="leaf", step="s", attempt=1, error=kept)
+    fresh: list[_Crash] = []
+    for _ in range(50):
+        run.fail(path="p", layer="leaf", step="s", attempt=1, error=_Crash("x"))
+        gc.collect()
+        fresh.append(_Crash("new"))
+    assert not any(run.recorded(error) for error in fresh)
+    assert run.recorded(kept)
+    assert len(run.failures) == 51
+
+
+def _raise_crash() -> None:
+    raise _Crash("crashed")
