@@ -9,6 +9,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from types import CodeType
 from typing import Any, Protocol
 
 import attrs
@@ -99,10 +100,11 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 
 # One link of a failure's chain as it stood when the failure was recorded. It holds
 # neither the exception nor its frames (a crash loop's goal would keep every one alive,
-# and every garbage collection would walk them): the exception's type and message, its
-# stack as code objects and line numbers with each frame's globals (``None``: it had no
-# traceback), and the text that leads from it to the link recorded before it.
-_Link = tuple[type[BaseException], tuple[Any, ...] | None, tuple[Any, ...], str, str]
+# and every garbage collection would walk them): the exception's type and message; its
+# stack (``None``: it had no traceback) as a key of code ids and instruction offsets,
+# and the code objects, offsets and module globals themselves, flat; and the text that
+# leads from it to the link recorded before it.
+_Link = tuple[type[BaseException], tuple[int, ...] | None, tuple[Any, ...], str, str]
 _TRACEBACK_HEADER = "Traceback (most recent call last):\n"
 
 
@@ -110,9 +112,10 @@ def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
     """What :func:`format_traceback` needs of ``error``, taken now and formatted later.
 
     A traceback only grows at its head as the exception propagates, so the frames walked
-    now are exactly those format_traceback would walk now. What the fast formatter does
-    not reproduce (exception groups, notes, syntax errors, a ``str()`` that raises, a
-    module name that is not a string) is formatted at once instead.
+    now are exactly those format_traceback would walk now. Line numbers are looked up
+    when formatting (``tb_lineno`` decodes the line table on every read). What the fast
+    formatter does not reproduce (exception groups, notes, syntax errors, a ``str()``
+    that raises, a module name that is not a string) is formatted at once instead.
     """
     links: list[_Link] = []
     seen: set[int] = set()
@@ -125,14 +128,15 @@ def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
         if tb is None:
             links.append((type(current), None, (), text, lead))
         else:
+            key: list[int] = []
             walk: list[Any] = []
-            scopes: list[Any] = []
             while tb is not None:
                 frame = tb.tb_frame
-                walk += (frame.f_code, tb.tb_lineno)
-                scopes.append(frame.f_globals)
+                code, offset = frame.f_code, tb.tb_lasti
+                key += (id(code), offset)
+                walk += (code, offset, frame.f_globals)
                 tb = tb.tb_next
-            links.append((type(current), tuple(walk), tuple(scopes), text, lead))
+            links.append((type(current), tuple(key), tuple(walk), text, lead))
         # The same rule as _format_chain: a cause first, else an unsuppressed context.
         cause, context = current.__cause__, current.__context__
         if cause is not None and id(cause) not in seen:
@@ -149,22 +153,23 @@ def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
 
 def _plain(error: BaseException) -> bool:
     return not (
-        isinstance(error, BaseExceptionGroup | SyntaxError)
+        isinstance(error, (BaseExceptionGroup, SyntaxError))
         or getattr(error, "__notes__", None) is not None
         or not isinstance(type(error).__module__, str)
     )
 
 
-def _render(links: tuple[_Link, ...], stacks: dict[tuple[Any, ...], str]) -> str:
-    """:func:`format_traceback`'s text for a snapshot; ``stacks`` remembers the formatted
-    stack of each distinct walk, so that a failure that repeats formats its frames (and
-    checks its source files) once per read."""
+def _render(links: tuple[_Link, ...], stacks: dict[tuple[int, ...], str]) -> str:
+    """:func:`format_traceback`'s text for a snapshot. ``stacks`` remembers the formatted
+    stack of each distinct walk while one read renders its records (the snapshots keep
+    the code objects alive, so their ids are theirs), so that a failure that repeats
+    formats its frames, and checks its source files, once per read."""
     parts: list[str] = []
-    for kind, walk, scopes, message, lead in reversed(links):
-        if walk is not None:
-            stack = stacks.get(walk)
+    for kind, key, walk, message, lead in reversed(links):
+        if key is not None:
+            stack = stacks.get(key)
             if stack is None:
-                stack = stacks[walk] = _format_stack(walk, scopes)
+                stack = stacks[key] = _format_stack(walk)
             parts += (_TRACEBACK_HEADER, stack)
         name = kind.__qualname__
         if kind.__module__ not in ("__main__", "builtins"):
@@ -174,23 +179,37 @@ def _render(links: tuple[_Link, ...], stacks: dict[tuple[Any, ...], str]) -> str
     return "".join(parts)
 
 
-def _format_stack(walk: tuple[Any, ...], scopes: tuple[Any, ...]) -> str:
+def _format_stack(walk: tuple[Any, ...]) -> str:
     """``StackSummary.extract(walk_tb(tb), lookup_lines=False).format()`` for the frames
-    of a snapshot: the same limit, source caches and layout."""
+    of a snapshot: the same limit, line numbers, source caches and layout."""
     limit = getattr(sys, "tracebacklimit", None)
-    count = len(scopes) if limit is None else min(len(scopes), max(limit, 0))
+    count = len(walk) // 3
+    if limit is not None:
+        count = min(count, max(limit, 0))
     summaries: list[traceback.FrameSummary] = []
     files: set[str] = set()
-    for index in range(count):
-        code, lineno = walk[2 * index], walk[2 * index + 1]
+    for index in range(0, 3 * count, 3):
+        code, offset, scope = walk[index : index + 3]
         files.add(code.co_filename)
-        linecache.lazycache(code.co_filename, scopes[index])
+        linecache.lazycache(code.co_filename, scope)
         summaries.append(
-            traceback.FrameSummary(code.co_filename, lineno, code.co_name, lookup_line=False)
+            traceback.FrameSummary(
+                code.co_filename, _line_at(code, offset), code.co_name, lookup_line=False
+            )
         )
     for filename in files:
         linecache.checkcache(filename)
     return "".join(traceback.StackSummary.from_list(summaries).format())
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    """The line of the instruction at ``offset``, as ``tb_lineno`` computes it."""
+    if offset < 0:
+        return code.co_firstlineno
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
 
 
 # A failure record's fields, with its traceback still to format (a snapshot) or formatted.

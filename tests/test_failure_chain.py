@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import random
+import sys
 import weakref
 from collections.abc import Callable
 
@@ -212,3 +213,16 @@ async def test_recorded_knows_a_user_error_by_identity_while_it_lives() -> None:
 
 def _raise_crash() -> None:
     raise _Crash("crashed")
+
+
+@pytest.mark.parametrize("limit", [0, 2, -1])
+async def test_a_traceback_limit_applies_as_in_format_traceback(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sys.tracebacklimit`` cuts the read-back stack exactly as format_traceback cuts it."""
+    error = _caught(_recursive)
+    monkeypatch.setattr(sys, "tracebacklimit", limit, raising=False)
+    expected = format_traceback(error)
+    run = _run()
+    run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
+    assert run.failures[0].traceback == expected
