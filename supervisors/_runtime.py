@@ -277,7 +277,7 @@ class GoalRun:
     def failures(self) -> list[FailureRecord]:
         """The goal's failure chain, in order."""
         if self._unformatted:
-            frames: dict[tuple[Any, ...], str] = {}
+            stacks: dict[tuple[int, ...], str] = {}
             self._failures += [
                 FailureRecord(
                     path=path,
@@ -286,7 +286,7 @@ class GoalRun:
                     attempt=attempt,
                     error_type=error_type,
                     message=message,
-                    traceback=tb if isinstance(tb, str) else _render(tb, frames),
+                    traceback=tb if isinstance(tb, str) else _render(tb, stacks),
                     at=at,
                 )
                 for path, layer, step, attempt, error_type, message, tb, at in self._unformatted
