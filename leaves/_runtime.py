@@ -7,7 +7,6 @@ the instances' lifecycle (start, restart, stop) runs in the tree's service nurse
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from overstory.hierarchy._context import Context
 from overstory.hierarchy._task import Task
 from overstory.leaves._agent import Agent, AgentSpec
 from overstory.leaves._leaf import FunctionLeaf
+from overstory.leaves._mailbox import Mailbox
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._policies import Restart
 from overstory.supervisors._runtime import GoalRun, Runtime
@@ -70,9 +70,7 @@ class _Instance:
     agent: Agent | None = None
     # The pool sends how a checked-out task crashed ("raised" or "cancelled") and the
     # backoff chosen before the restart.
-    crashes: tuple[
-        trio.MemorySendChannel[tuple[str, float]], trio.MemoryReceiveChannel[tuple[str, float]]
-    ] = attrs.field(factory=lambda: trio.open_memory_channel[tuple[str, float]](math.inf))
+    crashes: Mailbox[tuple[str, float]] = attrs.field(factory=Mailbox)
     retired: bool = False
     restarting: bool = False
     # Restarts in a row (reset after a healthy run of ``backoff.reset_after``).
@@ -107,7 +105,7 @@ class AgentPoolNode:
         self._runtime = runtime
         self._on_failure = on_failure
         self._fail_fast = fail_fast
-        self._free_send, self._free_recv = trio.open_memory_channel[_Instance](math.inf)
+        self._free: Mailbox[_Instance] = Mailbox()
         self._instances: list[_Instance] = []
         self._live = 0
         self._restarting = 0
@@ -189,12 +187,14 @@ class AgentPoolNode:
             instance.agent = agent
             self._settle_restart(instance)
             self._live += 1
-            self._free_send.send_nowait(instance)
+            self._free.put(instance)
             if not reported:
                 reported = True
                 task_status.started()
             instance.healthy_since = trio.current_time()
-            how, delay = await instance.crashes[1].receive()
+            crash = await instance.crashes.take()
+            assert crash is not None  # the pool never closes an instance's mailbox
+            how, delay = crash
             if how == "raised" and self.spec.restart is Restart.TEMPORARY:
                 instance.retired = True
             await self._stop_instance(instance)
@@ -202,27 +202,34 @@ class AgentPoolNode:
                 self._settle_restart(instance)
                 self._retire()
                 return
-            await trio.sleep(delay)
+            if delay > 0:
+                await trio.sleep(delay)
+            else:
+                # No backoff: still a cancellation point, but without giving up the turn
+                # (trio.sleep(0) would), which cost a restart one more scheduler pass.
+                await trio.lowlevel.checkpoint_if_cancelled()
 
     def _retire(self) -> None:
         self._remaining -= 1
         if self._remaining == 0:
-            # Nothing will ever serve again: wake every waiter with EndOfChannel.
-            self._free_send.close()
+            # Nothing will ever serve again: wake every waiter (AgentUnavailable).
+            self._free.close()
 
-    async def _stop_instance(self, instance: _Instance) -> ShutdownRecord | None:
+    async def _stop_instance(self, instance: _Instance) -> tuple[bool, str | None] | None:
+        """Stop the instance's agent, if it has one: (whether it overran, its error)."""
         agent, instance.agent = instance.agent, None
         if agent is None:
             return None
         error: str | None = None
-        with trio.CancelScope(shield=True), trio.move_on_after(self.spec.stop_timeout) as bound:
+        # Shielded from the outside, bounded by its own deadline: one scope does both.
+        with trio.CancelScope(
+            shield=True, deadline=trio.current_time() + self.spec.stop_timeout
+        ) as bound:
             try:
                 await agent.stop()
             except Exception as exc:
                 error = repr(exc)
-        return ShutdownRecord(
-            path=self._instance_path(instance), overran=bound.cancelled_caught, error=error
-        )
+        return bound.cancelled_caught, error
 
     async def stop_all(self) -> list[ShutdownRecord]:
         """Stop every started instance, in reverse start order, each bounded by
@@ -233,34 +240,38 @@ class AgentPoolNode:
             self._settle_restart(instance)
             if instance.agent is not None:
                 self._live -= 1
-            record = await self._stop_instance(instance)
-            if record is not None:
-                records.append(record)
+            stopped = await self._stop_instance(instance)
+            if stopped is not None:
+                overran, error = stopped
+                records.append(
+                    ShutdownRecord(path=self._instance_path(instance), overran=overran, error=error)
+                )
         self.stopped = records
         return records
 
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
         if self._live == 0 and self._restarting == 0:
             raise AgentUnavailable(self.path, "no live instance")
-        try:
-            instance = self._free_recv.receive_nowait()
-        except trio.WouldBlock:
+        instance = self._free.take_nowait()
+        if instance is None:
+            if self._free.closed:
+                raise AgentUnavailable(self.path, "no live instance")
             instance = await self._wait_for_instance()
-        except trio.EndOfChannel:
-            raise AgentUnavailable(self.path, "no live instance") from None
         agent = instance.agent
         assert agent is not None
         how = "cancelled"
-        error: Exception | None = None
+        # The failure's type, not the failure: this frame is in its traceback, and a
+        # local holding it would make a reference cycle that only the collector frees.
+        error_type: str | None = None
         try:
             result = await agent.handle(task, ctx)
             how = "returned"
             return result
         except Exception as exc:
-            how, error = "raised", exc
+            how, error_type = "raised", type(exc).__name__
             raise
         finally:
-            self._check_in(instance, how, error, run, span)
+            self._check_in(instance, how, error_type, run, span)
 
     async def _wait_for_instance(self) -> _Instance:
         if self._waiting >= self.spec.queue_limit:
@@ -269,23 +280,24 @@ class AgentPoolNode:
             )
         self._waiting += 1
         try:
-            return await self._free_recv.receive()
-        except trio.EndOfChannel:
-            raise AgentUnavailable(self.path, "no live instance") from None
+            instance = await self._free.take()
         finally:
             self._waiting -= 1
+        if instance is None:
+            raise AgentUnavailable(self.path, "no live instance")
+        return instance
 
     def _check_in(
         self,
         instance: _Instance,
         how: str,
-        error: Exception | None,
+        error_type: str | None,
         run: GoalRun,
         span: SpanHook,
     ) -> None:
         restart = self.spec.restart
         if how == "returned" or (how == "cancelled" and restart is not Restart.PERMANENT):
-            self._free_send.send_nowait(instance)
+            self._free.put(instance)
             return
         self._live -= 1
         self._restarting += 1
@@ -300,17 +312,29 @@ class AgentPoolNode:
             delay = backoff.delay(instance.restarts, self._runtime.rng.random())
             instance.restarts += 1
             self.restarts += 1
-            self._runtime.emit(
-                span,
-                self._runtime.event(
-                    EventKind.RESTART,
-                    self._instance_path(instance),
-                    goal_id=run.goal_id,
-                    attempt=instance.restarts,
-                    agent=self._instance_path(instance),
-                    delay=delay,
-                    error_type=type(error).__name__ if error is not None else None,
-                    message=f"handle() {how}",
-                ),
-            )
-        instance.crashes[0].send_nowait((how, delay))
+            if self._runtime.observed:
+                self._emit_restart(instance, how, error_type, run, span, delay)
+        instance.crashes.put((how, delay))
+
+    def _emit_restart(
+        self,
+        instance: _Instance,
+        how: str,
+        error_type: str | None,
+        run: GoalRun,
+        span: SpanHook,
+        delay: float,
+    ) -> None:
+        self._runtime.emit(
+            span,
+            self._runtime.event(
+                EventKind.RESTART,
+                self._instance_path(instance),
+                goal_id=run.goal_id,
+                attempt=instance.restarts,
+                agent=self._instance_path(instance),
+                delay=delay,
+                error_type=error_type,
+                message=f"handle() {how}",
+            ),
+        )

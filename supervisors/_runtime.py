@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import linecache
 import random
+import sys
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from types import CodeType
 from typing import Any, Protocol
 
 import attrs
@@ -45,7 +49,9 @@ def key_scope() -> str:
 
 
 class within_key:
-    """Make work started inside the block prefix its keys with ``segment`` + ``">"``."""
+    """Make work started inside the block prefix its keys with ``segment`` + ``">"``.
+
+    A class rather than a generator context manager: it wraps every keyed attempt."""
 
     __slots__ = ("_segment", "_token")
 
@@ -92,6 +98,123 @@ def _format_chain(error: BaseException, seen: set[int]) -> list[str]:
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
+# One link of a failure's chain as it stood when the failure was recorded. It holds
+# neither the exception nor its frames (a crash loop's goal would keep every one alive,
+# and every garbage collection would walk them): the exception's type and message; its
+# stack (``None``: it had no traceback) as a key of code ids and instruction offsets,
+# and the code objects, offsets and module globals themselves, flat; and the text that
+# leads from it to the link recorded before it.
+_Link = tuple[type[BaseException], tuple[int, ...] | None, tuple[Any, ...], str, str]
+_TRACEBACK_HEADER = "Traceback (most recent call last):\n"
+
+
+def _snapshot(error: BaseException, message: str) -> tuple[_Link, ...] | str:
+    """What :func:`format_traceback` needs of ``error``, taken now and formatted later.
+
+    A traceback only grows at its head as the exception propagates, so the frames walked
+    now are exactly those format_traceback would walk now. Line numbers are looked up
+    when formatting (``tb_lineno`` decodes the line table on every read). What the fast
+    formatter does not reproduce (exception groups, notes, syntax errors, a ``str()``
+    that raises, a module name that is not a string) is formatted at once instead.
+    """
+    links: list[_Link] = []
+    seen: set[int] = set()
+    current, lead, text = error, "", message
+    while True:
+        if not _plain(current):
+            return format_traceback(error)
+        seen.add(id(current))
+        tb = current.__traceback__
+        if tb is None:
+            links.append((type(current), None, (), text, lead))
+        else:
+            key: list[int] = []
+            walk: list[Any] = []
+            while tb is not None:
+                frame = tb.tb_frame
+                code, offset = frame.f_code, tb.tb_lasti
+                key += (id(code), offset)
+                walk += (code, offset, frame.f_globals)
+                tb = tb.tb_next
+            links.append((type(current), tuple(key), tuple(walk), text, lead))
+        # The same rule as _format_chain: a cause first, else an unsuppressed context.
+        cause, context = current.__cause__, current.__context__
+        if cause is not None and id(cause) not in seen:
+            current, lead = cause, _CAUSE
+        elif context is not None and not current.__suppress_context__ and id(context) not in seen:
+            current, lead = context, _CONTEXT
+        else:
+            return tuple(links)
+        try:
+            text = str(current)
+        except Exception:
+            return format_traceback(error)
+
+
+def _plain(error: BaseException) -> bool:
+    return not (
+        isinstance(error, (BaseExceptionGroup, SyntaxError))
+        or getattr(error, "__notes__", None) is not None
+        or not isinstance(type(error).__module__, str)
+    )
+
+
+def _render(links: tuple[_Link, ...], stacks: dict[tuple[int, ...], str]) -> str:
+    """:func:`format_traceback`'s text for a snapshot. ``stacks`` remembers the formatted
+    stack of each distinct walk while one read renders its records (the snapshots keep
+    the code objects alive, so their ids are theirs), so that a failure that repeats
+    formats its frames, and checks its source files, once per read."""
+    parts: list[str] = []
+    for kind, key, walk, message, lead in reversed(links):
+        if key is not None:
+            stack = stacks.get(key)
+            if stack is None:
+                stack = stacks[key] = _format_stack(walk)
+            parts += (_TRACEBACK_HEADER, stack)
+        name = kind.__qualname__
+        if kind.__module__ not in ("__main__", "builtins"):
+            name = f"{kind.__module__}.{name}"
+        parts.append(f"{name}: {message}\n" if message else f"{name}\n")
+        parts.append(lead)
+    return "".join(parts)
+
+
+def _format_stack(walk: tuple[Any, ...]) -> str:
+    """``StackSummary.extract(walk_tb(tb), lookup_lines=False).format()`` for the frames
+    of a snapshot: the same limit, line numbers, source caches and layout."""
+    limit = getattr(sys, "tracebacklimit", None)
+    count = len(walk) // 3
+    if limit is not None:
+        count = min(count, max(limit, 0))
+    summaries: list[traceback.FrameSummary] = []
+    files: set[str] = set()
+    for index in range(0, 3 * count, 3):
+        code, offset, scope = walk[index : index + 3]
+        files.add(code.co_filename)
+        linecache.lazycache(code.co_filename, scope)
+        summaries.append(
+            traceback.FrameSummary(
+                code.co_filename, _line_at(code, offset), code.co_name, lookup_line=False
+            )
+        )
+    for filename in files:
+        linecache.checkcache(filename)
+    return "".join(traceback.StackSummary.from_list(summaries).format())
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    """The line of the instruction at ``offset``, as ``tb_lineno`` computes it."""
+    if offset < 0:
+        return code.co_firstlineno
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
+# A failure record's fields, with its traceback still to format (a snapshot) or formatted.
+_Unformatted = tuple[str, str, str | None, int, str, str, tuple[_Link, ...] | str, float]
+
 
 @attrs.define(kw_only=True, eq=False)
 class Runtime:
@@ -107,6 +230,15 @@ class Runtime:
 
     def __attrs_post_init__(self) -> None:
         self.traced = self.instrumentation is not NULL_INSTRUMENTATION
+
+    @property
+    def observed(self) -> bool:
+        """Whether a supervision event goes anywhere: to ``on_event``, or to telemetry.
+
+        Hot paths (a crash loop emits two events per restart) check it before building
+        an event that :meth:`emit` would only hand to the no-op instrumentation.
+        """
+        return self.on_event is not None or self.instrumentation is not NULL_INSTRUMENTATION
 
     def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
         """Record a supervision decision on ``span`` and pass it to ``on_event``."""
@@ -133,14 +265,46 @@ class GoalRun:
     checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
     on_checkpoint: CheckpointWriter | None = None
     usage: Usage = attrs.field(factory=Usage)
-    failures: list[FailureRecord] = attrs.field(factory=list)
     steps: list[StepRecord] = attrs.field(factory=list)
-    # Recorded errors by id, kept alive while the goal runs so that no id is reused.
-    _recorded: dict[int, BaseException] = attrs.field(factory=dict, alias="_recorded")
+    # Recorded errors by id, each held by a weak reference where the type allows one,
+    # else kept alive while the goal runs: either way no other object reusing the id
+    # can look recorded.
+    _recorded: dict[int, BaseException | weakref.ref[BaseException]] = attrs.field(
+        factory=dict, alias="_recorded"
+    )
+    # The failure chain: records made, and failures recorded since ``failures`` was last
+    # read, whose tracebacks are formatted when it is read (a crash loop's goal may
+    # record thousands; formatting each at once was most of the cost of a failure).
+    _failures: list[FailureRecord] = attrs.field(factory=list, alias="_failures")
+    _unformatted: list[_Unformatted] = attrs.field(factory=list, alias="_unformatted")
+
+    @property
+    def failures(self) -> list[FailureRecord]:
+        """The goal's failure chain, in order."""
+        if self._unformatted:
+            stacks: dict[tuple[int, ...], str] = {}
+            self._failures += [
+                FailureRecord(
+                    path=path,
+                    layer=layer,
+                    step=step,
+                    attempt=attempt,
+                    error_type=error_type,
+                    message=message,
+                    traceback=tb if isinstance(tb, str) else _render(tb, stacks),
+                    at=at,
+                )
+                for path, layer, step, attempt, error_type, message, tb, at in self._unformatted
+            ]
+            self._unformatted.clear()
+        return self._failures
 
     def recorded(self, error: BaseException) -> bool:
         """Whether ``error`` (this very object) is already in the failure chain."""
-        return self._recorded.get(id(error)) is error
+        known = self._recorded.get(id(error))
+        if isinstance(known, weakref.ref):
+            return known() is error
+        return known is error
 
     def fail_once(
         self,
@@ -170,17 +334,19 @@ class GoalRun:
         with_traceback: bool = True,
     ) -> None:
         """Append ``error`` to the goal's failure chain."""
-        self._recorded[id(error)] = error
-        self.failures.append(
-            FailureRecord(
-                path=path,
-                layer=layer,
-                step=step,
-                attempt=attempt,
-                error_type=type(error).__name__,
-                message=str(error),
-                traceback=format_traceback(error) if with_traceback else "",
-                at=self.elapsed(),
+        # Built-in exception types take no weak references (a zero weakref offset).
+        self._recorded[id(error)] = weakref.ref(error) if type(error).__weakrefoffset__ else error
+        message = str(error)
+        self._unformatted.append(
+            (
+                path,
+                layer,
+                step,
+                attempt,
+                type(error).__name__,
+                message,
+                _snapshot(error, message) if with_traceback else "",
+                self.elapsed(),
             )
         )
 
