@@ -118,7 +118,10 @@ async def try_once(
     # Function leaves without a concurrency limit are awaited directly: one frame less.
     direct = child.direct if type(child) is FunctionLeafNode else None
     timeout = definition.timeout
-    token = CURRENT_CONTEXT.set(ctx)  # what current_context() returns inside the child
+    # What current_context() returns inside the child. Restored by value, not by token:
+    # a token would be one more object per attempt alive for the attempt's whole life.
+    outer = CURRENT_CONTEXT.get()
+    CURRENT_CONTEXT.set(ctx)
     try:
         with _span(node, child, task, run, track) as child_span:
             track.previous = child_span
@@ -154,15 +157,15 @@ async def try_once(
             if moved is not None:
                 node.breaker_event(name, moved, span)
     except Exception as exc:
-        CURRENT_CONTEXT.reset(token)
+        CURRENT_CONTEXT.set(outer)
         # Released before deciding, so the decision sees the child as no longer busy.
         _release(stats, breaker, settled)
         return decide(node, track, child, exc, run, span)
     except BaseException:
-        CURRENT_CONTEXT.reset(token)
+        CURRENT_CONTEXT.set(outer)
         _release(stats, breaker, settled)
         raise
-    CURRENT_CONTEXT.reset(token)
+    CURRENT_CONTEXT.set(outer)
     stats[0] -= 1
     if isinstance(output, _HANDOFFS):
         try:

@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 __all__ = ["PlanRun"]
 
 
+# Given to trio, which would otherwise format the same name for every task it spawns.
+_UNIT_TASK_NAME = f"{__name__}.PlanRun.unit"
+
+
 class _Phase(enum.Enum):
     WAITING = "waiting"
     RUNNING = "running"
@@ -87,13 +91,17 @@ class _StepRun:
     unreviewed: list[tuple[_Unit, str | None, float, bool]] = attrs.field(factory=list)
 
 
-@attrs.define(eq=False)
-class _Unit:
+@attrs.define(eq=False, kw_only=True)
+class _Unit(Track):
+    """One unit of work, and (as a :class:`Track`) its routing and retry state: one
+    object per unit, since a tree at scale holds a hundred thousand of them at once.
+
+    A re-run of its step makes a new unit that starts from the old one's track."""
+
     key: str
     run: _StepRun
     item: int | None
     input: Any
-    track: Track
     eligible_at: float
     active: bool = False  # an attempt is running
     scope: trio.CancelScope | None = None  # only when a group restart may cancel it
@@ -131,7 +139,7 @@ class PlanRun:
         self.feedback = ctx.feedback + feedback
         self.steps = [_StepRun(step, index) for index, step in enumerate(steps)]
         self.by_name = {s.step.name: s for s in self.steps}
-        self.tracks: dict[str, Track] = {}
+        self.tracks: dict[str, _Unit] = {}
         self.running = 0
         self.limit = supervisor.spec.max_parallel
         self.cancellable = supervisor.spec.strategy is not Strategy.ONE_FOR_ONE
@@ -237,18 +245,25 @@ class PlanRun:
                 self._fail(exc, step_run)
                 return
             items = [(f"{step.name}[{i}]", i, value) for i, value in enumerate(values)]
-        tracks = self.tracks
         step_run.units = [
             _Unit(
+                step=step.name,
                 key=key,
                 run=step_run,
                 item=item,
                 input=value,
-                track=tracks.get(key) or tracks.setdefault(key, Track(step=step.name)),
                 eligible_at=step_run.not_before,
             )
             for key, item, value in items
         ]
+        tracks = self.tracks
+        if tracks:
+            for unit in step_run.units:
+                _resume_track(unit, tracks.get(unit.key))
+        if step.review or self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
+            # Only these re-run a step: remember each unit's track for the next run.
+            for unit in step_run.units:
+                tracks[unit.key] = unit
         step_run.idle = len(step_run.units)
         self.idle += step_run.idle
         step_run.finished = 0
@@ -292,9 +307,11 @@ class PlanRun:
         self.idle -= 1
         if self.cancellable:
             unit.scope = trio.CancelScope()
-            self.nursery.start_soon(self._cancellable_unit_task, unit, unit.scope)
+            self.nursery.start_soon(
+                self._cancellable_unit_task, unit, unit.scope, name=_UNIT_TASK_NAME
+            )
         else:
-            self.nursery.start_soon(self._unit_task, unit)
+            self.nursery.start_soon(self._unit_task, unit, name=_UNIT_TASK_NAME)
 
     async def _unit_task(self, unit: _Unit) -> None:
         # one_for_one never cancels a running unit (a rejected review re-runs a step
@@ -334,7 +351,7 @@ class PlanRun:
         assert step_run.outputs is not None
         return try_once(
             self.sup,
-            unit.track,
+            unit,
             step,
             task,
             self.run_state,
@@ -355,7 +372,7 @@ class PlanRun:
         with within_key(key):
             decision = await try_once(
                 self.sup,
-                unit.track,
+                unit,
                 step_run.step,
                 task,
                 run,
@@ -444,7 +461,7 @@ class PlanRun:
                 step=unit.run.step.name,
                 status=status,
                 agent=agent,
-                attempts=unit.track.total,
+                attempts=unit.total,
                 runs=unit.run.runs,
                 item=unit.item,
                 started=started - self.run_state.started,
@@ -474,7 +491,7 @@ class PlanRun:
         notice = _Reviewed(step_run, None)
         with scope:
             units = step_run.units or []
-            agents = {u.track.ranked[u.track.index] for u in units if u.track.ranked}
+            agents = {u.ranked[u.index] for u in units if u.ranked}
             try:
                 verdict = await review(
                     self.sup,
@@ -582,3 +599,12 @@ class PlanRun:
         step_run.output = None
         step_run.phase = _Phase.WAITING
         step_run.not_before = not_before
+
+
+def _resume_track(unit: _Unit, previous: _Unit | None) -> None:
+    if previous is not None:
+        unit.ranked = previous.ranked
+        unit.index = previous.index
+        unit.attempt = previous.attempt
+        unit.total = previous.total
+        unit.previous = previous.previous
