@@ -12,6 +12,7 @@ object and a frame per call, and a tree at scale keeps a hundred thousand of the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -122,9 +123,13 @@ async def try_once(
     # a token would be one more object per attempt alive for the attempt's whole life.
     outer = CURRENT_CONTEXT.get()
     CURRENT_CONTEXT.set(ctx)
+    # The span is entered and left by hand rather than by ``with``: untraced, there is no
+    # span at all, and a ``with`` would keep a bound ``__exit__`` alive per attempt.
+    opened = _span(node, child, task, run, track) if node.runtime.traced else None
     try:
-        with _span(node, child, task, run, track) as child_span:
-            track.previous = child_span
+        child_span = NULL_SPAN if opened is None else opened.__enter__()
+        track.previous = child_span
+        try:
             try:
                 if timeout is not None:
                     with trio.move_on_after(timeout) as bound:
@@ -150,6 +155,12 @@ async def try_once(
                     if moved is not None:
                         node.breaker_event(name, moved, span)
                 raise
+        except BaseException as exc:
+            if opened is not None:
+                opened.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if opened is not None:
+            opened.__exit__(None, None, None)
         stats[1] += 1
         if breaker is not None:
             settled = True
@@ -196,26 +207,9 @@ def _release(stats: list[int], breaker: CircuitBreaker | None, settled: bool) ->
         breaker.cancelled()  # neither a success nor a failure: the breaker forgets it
 
 
-class _NullSpanContext:
-    """The span of an attempt when the tree is not traced: nothing to build or close."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> SpanHook:
-        return NULL_SPAN
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_SPAN = _NullSpanContext()
-
-
 def _span(
     node: SupervisorNode, child: Node, task: Task, run: GoalRun, track: Track
-) -> _NullSpanContext | Any:
-    if not node.runtime.traced:
-        return _NO_SPAN
+) -> AbstractContextManager[SpanHook]:
     definition = child.definition
     attributes = node.span_attributes[definition.name]
     if task.item is not None or task.handoffs:
