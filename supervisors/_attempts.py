@@ -66,6 +66,8 @@ async def try_once(
     counts neither as a success nor as a failure of the breaker.
     """
     if track.ranked is None:
+        track.ranked = node.known_rank(step)
+    if track.ranked is None:
         try:
             track.ranked = await node.rank(step)
         except NoCandidate as exc:

@@ -299,6 +299,15 @@ class SupervisorNode:
 
     # -- routing ------------------------------------------------------------------------
 
+    def known_rank(self, step: Step) -> Sequence[str] | None:
+        """:meth:`rank` without awaiting, when the answer is remembered; else ``None``."""
+        memo = self._rank_memo
+        if memo is None:
+            return None
+        now = trio.current_time()
+        names = tuple([n for n in self.children if self.available(n, now)])
+        return memo.get((step, names))
+
     async def rank(self, step: Step, exclude: str | None = None) -> Sequence[str]:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
         now = trio.current_time()
