@@ -1,4 +1,5 @@
-"""The journal: group commit, isolation of a failing write, and the store's rules."""
+"""The journal: group commit, isolation of a failing write, and the store's rules, in
+both ``synchronous`` settings; checkpoints and another process's lock."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from typing import Any
 import pytest
 import trio
 
+from overstory.daemon import _journal
 from overstory.daemon import _store as store
 from overstory.daemon._journal import Journal, SchemaMismatch
 from overstory.daemon._models import GoalStatus, ReviewStatus
 from overstory.hierarchy import ReviewRequest
 
 
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t")
+@pytest.fixture(params=["normal", "full"])
+async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
+    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous=request.param)
     async with trio.open_nursery() as nursery:
         await nursery.start(opened.run)
         yield opened
@@ -92,6 +94,61 @@ async def test_on_commit_runs_even_when_the_caller_was_cancelled(journal: Journa
         await journal.write(lambda c: 7, on_commit=committed.append)
     await journal.barrier()
     assert committed == [7]
+
+
+async def test_normal_commits_on_the_loop_and_checkpoints_off_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=normal the writer never checkpoints; a checkpoint follows writes."""
+    monkeypatch.setattr(_journal, "CHECKPOINT_DELAY", 0.01)
+    journal = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous="normal")
+    try:
+        assert journal.synchronous == "normal"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await _accept(journal, "g1")
+            assert journal.checkpoints == 0
+            for _ in range(1000):  # bounded: the test fails rather than hangs
+                if journal.checkpoints:
+                    break
+                await trio.sleep(0.01)
+            assert journal.checkpoints == 1
+            journal.stop()
+        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    finally:
+        journal.close()
+
+
+async def test_a_write_waits_off_the_loop_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """synchronous=normal: a write blocked by another connection's lock waits on a thread
+    while the event loop runs on, and commits once the lock is released."""
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, tree="t", synchronous="normal")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            other.execute("BEGIN IMMEDIATE")
+            done = trio.Event()
+
+            async def write() -> None:
+                await _accept(journal, "g1")
+                done.set()
+
+            nursery.start_soon(write)
+            for _ in range(20):  # the loop keeps running while the write waits
+                await trio.sleep(0.005)
+            assert not done.is_set()
+            other.execute("ROLLBACK")
+            await done.wait()
+            row = await journal.read(lambda c: store.get_goal(c, "g1"))
+            assert row is not None
+            journal.stop()
+    finally:
+        other.close()
+        journal.close()
 
 
 def test_a_journal_belongs_to_one_tree(tmp_path: Path) -> None:
