@@ -158,6 +158,27 @@ def test_a_journal_belongs_to_one_tree(tmp_path: Path) -> None:
         Journal.open(tmp_path / "j.sqlite3", tree="second")
 
 
+async def test_accept_returns_the_row_as_stored(journal: Journal) -> None:
+    """The row accept builds without reading it back equals the stored row."""
+    await _accept(journal, "g0")
+    row, _ = await journal.write(
+        partial(
+            store.accept,
+            goal_id="g1",
+            goal="g",
+            input='{"a": 1}',
+            priority=3,
+            timeout=2.5,
+            idempotency_key="k",
+            actor="submit",
+            token="abcd1234",
+            at=1.5,
+        )
+    )
+    assert row == await journal.read(lambda c: store.get_goal(c, "g1"))
+    assert row.seq == 2
+
+
 async def test_an_idempotency_key_accepts_once(journal: Journal) -> None:
     """The second accept with a key returns the first goal and appends no event."""
     first, event = await _accept(journal, "g1", key="k")
