@@ -14,10 +14,13 @@ How a commit reaches the disk is the ``synchronous`` setting:
     transaction runs on the event loop's thread: without an fsync it takes microseconds,
     and handing it to a thread cost more than running it (two thread wake-ups and GIL
     hand-overs per batch). What would block is moved off the loop: the writer never
-    checkpoints itself (``wal_autocheckpoint=0``); a third connection checkpoints on a
-    worker thread about once a second after writes, and each checkpoint fsyncs the WAL
-    first, so what is committed reaches the disk within about a second. When another
-    process holds the write lock, the batch waits for it on a worker thread instead.
+    checkpoints in a commit (``wal_autocheckpoint=0``); a third connection checkpoints
+    on a worker thread about once a second after writes, and each checkpoint fsyncs the
+    WAL first, so what is committed reaches the disk within about a second. When the
+    WAL has grown past :data:`RESTART_FRAMES`, the writer waits between two batches for
+    a short catch-up checkpoint on a worker thread, so the WAL is reused from its start
+    instead of growing. When another process holds the write lock, the batch waits for
+    it on a worker thread instead.
 ``"full"``
     ``synchronous=FULL``: each commit is fsynced before it returns, so committed means
     it survives power loss too. The transaction runs on a worker thread, so a slow disk
@@ -60,6 +63,10 @@ BUSY_TIMEOUT = 30.0
 #: Seconds between the first commit after a checkpoint and the next checkpoint
 #: (``"normal"``): bounds both the WAL's growth and how long a commit stays unsynced.
 CHECKPOINT_DELAY = 1.0
+#: WAL frames (pages) left after a checkpoint above which the writer pauses for a
+#: catch-up checkpoint, so the WAL starts afresh (``"normal"``; SQLite's own automatic
+#: checkpoint, which ``"full"`` keeps, runs at the same size).
+RESTART_FRAMES = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -165,6 +172,7 @@ class Journal:
         #: connection checkpoints on a worker thread.
         self._checkpointer = checkpointer
         self._wrote = trio.Event()
+        self._catch_up = False
         self._read_lock = trio.Lock()
         self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
         self.batch_limit = 512
@@ -283,6 +291,12 @@ class Journal:
                     batch = [await self._receive.receive()]
                 except trio.EndOfChannel:
                     return
+                if self._catch_up:
+                    # No commit may run meanwhile, so this one copies the whole WAL (what
+                    # the concurrent checkpoint left: brief) and the next transaction
+                    # starts it afresh. Writes queued meanwhile join the batch.
+                    self._catch_up = False
+                    await trio.to_thread.run_sync(self._checkpoint, self._writer)
                 while len(batch) < self.batch_limit:
                     try:
                         batch.append(self._receive.receive_nowait())
@@ -350,24 +364,33 @@ class Journal:
             self._writer.execute("PRAGMA busy_timeout=0")
 
     async def _checkpoints(self) -> None:
-        """Checkpoint (on a worker thread) about :data:`CHECKPOINT_DELAY` seconds after
-        the first commit since the last checkpoint: this is what fsyncs the WAL."""
+        """Checkpoint on a worker thread about :data:`CHECKPOINT_DELAY` seconds after the
+        first commit since the last checkpoint, while the writer goes on committing: this
+        is what fsyncs the WAL. SQLite starts the WAL afresh only at a transaction that
+        finds all of it copied, which commits made during the checkpoint prevent; past
+        :data:`RESTART_FRAMES` the writer is asked to let a checkpoint catch up."""
+        assert self._checkpointer is not None
         while True:
             await self._wrote.wait()
             await trio.sleep(CHECKPOINT_DELAY)
             self._wrote = trio.Event()
-            await trio.to_thread.run_sync(self._checkpoint)
+            frames = await trio.to_thread.run_sync(self._checkpoint, self._checkpointer)
+            # ``frames`` is what the WAL held when the checkpoint began; commits made
+            # since are not copied yet, and keep SQLite from starting the WAL afresh.
+            if frames >= RESTART_FRAMES:
+                self._catch_up = True
 
-    def _checkpoint(self) -> None:
-        assert self._checkpointer is not None
+    def _checkpoint(self, connection: sqlite3.Connection) -> int:
+        """A PASSIVE checkpoint (copies what no reader still needs, never waits for the
+        writer); returns the number of frames the WAL held when it began."""
         try:
-            # PASSIVE: copies what no reader still needs, never waits for the writer.
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             # The WAL keeps everything committed; the next checkpoint tries again.
             logger.warning("journal: a checkpoint failed: %s", exc)
-        else:
-            self.checkpoints += 1
+            return 0
+        self.checkpoints += 1
+        return int(frames)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -119,6 +119,44 @@ async def test_normal_commits_on_the_loop_and_checkpoints_off_it(
         journal.close()
 
 
+def _wal_restarts(path: Path) -> int:
+    """How many times SQLite started the WAL afresh (its header's checkpoint sequence)."""
+    header = Path(f"{path}-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
+
+
+async def test_normal_reuses_the_wal_under_continuous_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a checkpoint finds the WAL big, the writer pauses for a catch-up checkpoint of
+    its own (commits made during the first keep SQLite from reusing the WAL), and the WAL
+    starts afresh."""
+    monkeypatch.setattr(_journal, "CHECKPOINT_DELAY", 0.001)
+    monkeypatch.setattr(_journal, "RESTART_FRAMES", 1)
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, tree="t", synchronous="normal")
+    by: list[str] = []
+    checkpoint = Journal._checkpoint
+
+    def recorded(self: Journal, connection: sqlite3.Connection) -> int:
+        by.append("writer" if connection is self._writer else "checkpointer")
+        return checkpoint(self, connection)
+
+    monkeypatch.setattr(Journal, "_checkpoint", recorded)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            for number in range(1000):  # bounded: the test fails rather than hangs
+                await _accept(journal, f"g{number}")
+                if "writer" in by and _wal_restarts(path) >= 2:
+                    break
+            journal.stop()
+        assert by[:2] == ["checkpointer", "writer"]
+        assert _wal_restarts(path) >= 2
+    finally:
+        journal.close()
+
+
 async def test_a_write_waits_off_the_loop_while_another_process_holds_the_lock(
     tmp_path: Path,
 ) -> None:
