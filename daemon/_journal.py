@@ -11,16 +11,16 @@ How a commit reaches the disk is the ``synchronous`` setting:
     SQLite's ``synchronous=NORMAL``: a commit is written to the WAL file (the operating
     system's page cache) and not fsynced, so it survives the process dying in any way
     (``kill -9``, a crash) but not the machine losing power or the kernel crashing. The
-    transaction runs on the event loop's thread: without an fsync it takes microseconds,
-    and handing it to a thread cost more than running it (two thread wake-ups and GIL
-    hand-overs per batch). What would block is moved off the loop: the writer never
-    checkpoints in a commit (``wal_autocheckpoint=0``); a third connection checkpoints
-    on a worker thread about once a second after writes, and each checkpoint fsyncs the
-    WAL first, so what is committed reaches the disk within about a second. When the
-    WAL has grown past :data:`RESTART_FRAMES`, the writer waits between two batches for
-    a short catch-up checkpoint on a worker thread, so the WAL is reused from its start
-    instead of growing. When another process holds the write lock, the batch waits for
-    it on a worker thread instead.
+    transaction runs on the event loop's thread: without an fsync a batch takes well
+    under a millisecond, and handing it to a thread cost the loop more than running it
+    (two thread wake-ups and GIL hand-overs per batch). What would block is moved off
+    the loop: the writer never checkpoints in a commit (``wal_autocheckpoint=0``); a
+    third connection checkpoints on a worker thread about once a second after writes,
+    and each checkpoint fsyncs the WAL first, so what is committed reaches the disk
+    within about a second. When the WAL has grown past :data:`RESTART_FRAMES`, the
+    writer waits between two batches for a short catch-up checkpoint on a worker
+    thread, so the WAL is reused from its start instead of growing. When another
+    process holds the write lock, the batch waits for it on a worker thread instead.
 ``"full"``
     ``synchronous=FULL``: each commit is fsynced before it returns, so committed means
     it survives power loss too. The transaction runs on a worker thread, so a slow disk
@@ -176,7 +176,8 @@ class Journal:
         self._read_lock = trio.Lock()
         self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
         self.batch_limit = 512
-        #: Transactions committed and operations in them, for metrics and the benchmark.
+        #: Transactions committed, operations in them and checkpoints run (``"normal"``),
+        #: for metrics, tests and the benchmark.
         self.commits = 0
         self.operations = 0
         self.checkpoints = 0
