@@ -1,8 +1,8 @@
-"""The HTTP API: a Starlette app built from one table of endpoints.
+"""The HTTP API: an ASGI app built from one table of endpoints.
 
 The table (:data:`ENDPOINTS`) gives each endpoint its method, path, role, request body,
-query parameters and responses; the Starlette routes and the OpenAPI document are both
-made from it. Every answer other than a 2xx is an :class:`ErrorBody`. Bad input of any
+query parameters and responses; the routes and the OpenAPI document are both made
+from it. Every answer other than a 2xx is an :class:`ErrorBody`. Bad input of any
 kind gets a 4xx naming the field; an unexpected exception is logged and answered 500
 (none is expected: the fuzz tests hold the API to that).
 """
@@ -10,6 +10,7 @@ kind gets a 4xx naming the field; an unexpected exception is logged and answered
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 # The handlers live with their resource; this module keeps the one table they are
 # served and documented from.
@@ -326,10 +328,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 def create_app(
     daemon: Daemon, tokens: Tokens, *, max_body: int, streams: set[trio.CancelScope]
-) -> Starlette:
-    """The Starlette app serving :data:`ENDPOINTS` for ``daemon``."""
+) -> ASGIApp:
+    """The ASGI app serving :data:`ENDPOINTS` for ``daemon``.
 
-    def route(endpoint: Endpoint) -> Route:
+    A request for a path without parameters (``POST /v1/goals`` above all) goes straight
+    to its endpoint by one dict lookup, skipping Starlette's middleware stack and router
+    (about 80,000 CPU instructions a request under callgrind, 4% of a ``/healthz``).
+    Starlette routes the rest, and answers 404, 405 and ``HEAD``.
+    """
+
+    def handler(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         label = f"{endpoint.method} {endpoint.path}"
 
         async def handle(request: Request) -> Response:
@@ -337,45 +345,43 @@ def create_app(
             daemon.metrics.http[label, str(response.status_code)] += 1
             return response
 
-        async def _answer(request: Request, endpoint: Endpoint) -> Response:
-            who = None
-            try:
-                if endpoint.role != PUBLIC:
-                    who = tokens.identify(request.headers.get("authorization"))
-                    if who is None:
-                        raise HttpError(
-                            401,
-                            "unauthorized",
-                            "a valid bearer token is required (Authorization: Bearer <token>)",
-                            headers={"WWW-Authenticate": "Bearer"},
-                        )
-                    needed = endpoint.role if isinstance(endpoint.role, Role) else None
-                    if not who.role.may(needed):
-                        allowed = "admin" if needed is Role.ADMIN else f"{needed.value} or admin"  # type: ignore[union-attr]
-                        raise HttpError(
-                            403,
-                            "forbidden",
-                            f"a {who.role.value} token may not do this; it needs {allowed}",
-                        )
-                call = Call(
-                    request=request,
-                    endpoint=endpoint,
-                    who=who,
-                    daemon=daemon,
-                    tokens=tokens,
-                    streams=streams,
-                    max_body=max_body,
-                )
-                return await endpoint.handler(call)
-            except HttpError as exc:
-                return _error(exc)
-            except Exception:
-                logger.exception("%s %s failed", request.method, request.url.path)
-                return _error(
-                    HttpError(500, "internal", "the daemon failed to answer; see its log")
-                )
+        return handle
 
-        return Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.name)
+    async def _answer(request: Request, endpoint: Endpoint) -> Response:
+        who = None
+        try:
+            if endpoint.role != PUBLIC:
+                who = tokens.identify(request.headers.get("authorization"))
+                if who is None:
+                    raise HttpError(
+                        401,
+                        "unauthorized",
+                        "a valid bearer token is required (Authorization: Bearer <token>)",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                needed = endpoint.role if isinstance(endpoint.role, Role) else None
+                if not who.role.may(needed):
+                    allowed = "admin" if needed is Role.ADMIN else f"{needed.value} or admin"  # type: ignore[union-attr]
+                    raise HttpError(
+                        403,
+                        "forbidden",
+                        f"a {who.role.value} token may not do this; it needs {allowed}",
+                    )
+            call = Call(
+                request=request,
+                endpoint=endpoint,
+                who=who,
+                daemon=daemon,
+                tokens=tokens,
+                streams=streams,
+                max_body=max_body,
+            )
+            return await endpoint.handler(call)
+        except HttpError as exc:
+            return _error(exc)
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.url.path)
+            return _error(HttpError(500, "internal", "the daemon failed to answer; see its log"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -387,10 +393,30 @@ def create_app(
         }.get(exc.status_code, str(exc.detail))
         return _error(HttpError(exc.status_code, code, message, headers=dict(exc.headers or {})))
 
-    return Starlette(
-        routes=[route(endpoint) for endpoint in ENDPOINTS],
+    handlers = {endpoint: handler(endpoint) for endpoint in ENDPOINTS}
+    router = Starlette(
+        routes=[
+            Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.name)
+            for endpoint, handle in handlers.items()
+        ],
         exception_handlers={HTTPException: http_error},
     )
+    exact = {
+        (endpoint.method, endpoint.path): handle
+        for endpoint, handle in handlers.items()
+        if "{" not in endpoint.path
+    }
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handle = exact.get((scope["method"], scope["path"]))
+            if handle is not None:
+                response = await handle(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await router(scope, receive, send)
+
+    return app
 
 
 # -- OpenAPI ----------------------------------------------------------------------------

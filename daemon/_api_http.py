@@ -212,7 +212,7 @@ class Call:
                 [Problem(field="", problem="a JSON object is required")],
             )
         try:
-            data = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
+            data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
         except (ValueError, RecursionError) as exc:
             message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
             raise HttpError(400, "invalid_json", f"the body is not valid JSON: {message}") from None
@@ -240,6 +240,11 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:40]} is out of range")
     return value
+
+
+#: What ``json.loads(raw, parse_constant=..., parse_float=...)`` does, without building a
+#: decoder per request.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
 
 
 def _depth(value: Any) -> int:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from overstory._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, load_tree
 from overstory._errors import ConfigurationError, StartError
 from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
+from overstory.daemon._config import SYNCHRONOUS
 from overstory.daemon._view import GoalView, describe_event, render_health
 
 __all__ = ["add_client_options", "register", "trace"]
@@ -63,6 +64,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
     serve.add_argument("--max-body", type=int, default=1_048_576, help="request size limit")
     serve.add_argument("--tokens", type=Path, help="TOML file of tokens per role")
+    serve.add_argument(
+        "--synchronous",
+        choices=SYNCHRONOUS,
+        default="normal",
+        help="normal (default): an accepted goal survives the daemon being killed; full: "
+        "also power loss (each commit is fsynced), at a lower rate",
+    )
     serve.add_argument(
         "--trace",
         action="store_true",
@@ -185,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_body=args.max_body,
             tokens_file=args.tokens,
             trace=args.trace,
+            synchronous=args.synchronous,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

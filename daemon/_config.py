@@ -5,14 +5,19 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
 from overstory._checks import at_least
 
-__all__ = ["Config", "default_state_dir", "is_loopback"]
+__all__ = ["SYNCHRONOUS", "Config", "Synchronous", "default_state_dir", "is_loopback"]
 
 DEFAULT_PORT = 8177
+
+Synchronous = Literal["normal", "full"]
+#: How the journal may commit (see :mod:`overstory.daemon._journal`).
+SYNCHRONOUS: tuple[Synchronous, ...] = ("normal", "full")
 
 
 def default_state_dir() -> Path:
@@ -39,6 +44,13 @@ def _port(instance: object, attribute: attrs.Attribute[int], value: int) -> None
         raise ValueError(f"Config.port must be an integer from 0 to 65535, got {value!r}")
 
 
+def _synchronous(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in SYNCHRONOUS:
+        raise ValueError(
+            f"Config.synchronous must be one of {', '.join(SYNCHRONOUS)}, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """How ``overstory serve`` runs a tree.
@@ -51,6 +63,9 @@ class Config:
     required to bind a non-loopback ``host``. ``port=0`` picks a free port. ``trace``
     records every span in ``state_dir/traces.jsonl`` (``overstory trace ID`` draws a
     goal's); otherwise spans go where the standard ``OTEL_*`` variables say, if anywhere.
+    ``synchronous`` is how the journal commits: ``"normal"`` survives the process being
+    killed, ``"full"`` also power loss, at a lower rate (see
+    :mod:`overstory.daemon._journal`).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -62,6 +77,7 @@ class Config:
     max_body: int = attrs.field(default=1_048_576, validator=at_least(1024))
     tokens_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     trace: bool = False
+    synchronous: Synchronous = attrs.field(default="normal", validator=_synchronous)
 
     @property
     def journal_path(self) -> Path:

@@ -64,7 +64,7 @@ async def serve(
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tokens = Tokens.load(config.state_dir, config.tokens_file)
     journal = await trio.to_thread.run_sync(
-        partial(Journal.open, config.journal_path, tree=tree.name)
+        partial(Journal.open, config.journal_path, tree=tree.name, synchronous=config.synchronous)
     )
     daemon = Daemon(tree=tree.name, journal=journal, config=config)
     telemetry = _telemetry(config)

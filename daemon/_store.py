@@ -188,8 +188,25 @@ def accept(
         existing = find_by_key(c, idempotency_key or "")
         assert existing is not None
         return existing, None
-    row = get_goal(c, goal_id)
-    assert row is not None
+    assert cursor.lastrowid is not None
+    # The row as inserted, without reading it back: the hot path of every submission.
+    row = GoalRow(
+        seq=cursor.lastrowid,
+        id=goal_id,
+        goal=goal,
+        input=input,
+        priority=priority,
+        timeout=timeout,
+        idempotency_key=idempotency_key,
+        submitted_by=actor,
+        status=GoalStatus.QUEUED,
+        created_at=at,
+        started_at=None,
+        finished_at=None,
+        error=None,
+        outcome=None,
+        cancel_requested_by=None,
+    )
     data = {"goal": goal, "priority": priority, "token": token}
     if idempotency_key is not None:
         data["idempotency_key"] = idempotency_key

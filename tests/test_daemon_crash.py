@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import threading
 from pathlib import Path
 
+import pytest
 from daemon_harness import Daemon, wait_for
 
 GOALS = 24
@@ -83,3 +85,37 @@ def test_sigkill_mid_run_then_restart_completes_every_goal_exactly_once(tmp_path
     assert set(total) == {(g, s) for g in accepted for s in "abc"}
     assert all(count == 1 for step, count in total.items() if step not in in_flight)
     assert all(count <= 2 for count in total.values())
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_every_goal_answered_202_is_in_the_journal_after_sigkill(
+    tmp_path: Path, synchronous: str
+) -> None:
+    """SIGKILL right after the last 202 of concurrent submissions: every accepted goal is
+    in the journal (synchronous=normal and full alike)."""
+    daemon = Daemon(
+        tmp_path / "state", "slow", args=["--max-concurrent", "1", "--synchronous", synchronous]
+    )
+    accepted: list[str] = []
+    with daemon:
+
+        def submit(number: int) -> None:
+            with daemon.client() as http:
+                for n in range(number, number + 40):
+                    response = http.post("/v1/goals", json={"goal": f"goal {n}", "input": n})
+                    assert response.status_code == 202, response.text
+                    accepted.append(response.json()["id"])
+
+        threads = [threading.Thread(target=submit, args=(n * 40,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        daemon.kill()
+    journal = sqlite3.connect(daemon.state_dir / "journal.sqlite3")
+    try:
+        stored = {goal_id for (goal_id,) in journal.execute("SELECT id FROM goals")}
+    finally:
+        journal.close()
+    assert len(accepted) == 160
+    assert set(accepted) <= stored

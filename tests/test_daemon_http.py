@@ -138,6 +138,9 @@ def test_unknown_paths_and_methods_answer_json_errors(http: httpx.Client) -> Non
     wrong = http.delete("/v1/goals")
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
+    # exact paths skip Starlette's router only for their own method
+    assert http.head("/healthz").status_code == 200
+    assert http.put("/healthz").status_code == 405
     assert http.get("/v1/goals/no-such-goal").status_code == 404
     assert http.get("/v1/reviews/99999999999999999999999").status_code == 404
 

@@ -1,4 +1,5 @@
-"""The journal: group commit, isolation of a failing write, and the store's rules."""
+"""The journal: group commit, isolation of a failing write, and the store's rules, in
+both ``synchronous`` settings; checkpoints and another process's lock."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from typing import Any
 import pytest
 import trio
 
+from overstory.daemon import _journal
 from overstory.daemon import _store as store
 from overstory.daemon._journal import Journal, SchemaMismatch
 from overstory.daemon._models import GoalStatus, ReviewStatus
 from overstory.hierarchy import ReviewRequest
 
 
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t")
+@pytest.fixture(params=["normal", "full"])
+async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
+    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous=request.param)
     async with trio.open_nursery() as nursery:
         await nursery.start(opened.run)
         yield opened
@@ -94,11 +96,125 @@ async def test_on_commit_runs_even_when_the_caller_was_cancelled(journal: Journa
     assert committed == [7]
 
 
+async def test_normal_commits_on_the_loop_and_checkpoints_off_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=normal the writer never checkpoints; a checkpoint follows writes."""
+    monkeypatch.setattr(_journal, "CHECKPOINT_DELAY", 0.01)
+    journal = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous="normal")
+    try:
+        assert journal.synchronous == "normal"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await _accept(journal, "g1")
+            assert journal.checkpoints == 0
+            for _ in range(1000):  # bounded: the test fails rather than hangs
+                if journal.checkpoints:
+                    break
+                await trio.sleep(0.01)
+            assert journal.checkpoints == 1
+            journal.stop()
+        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    finally:
+        journal.close()
+
+
+def _wal_restarts(path: Path) -> int:
+    """How many times SQLite started the WAL afresh (its header's checkpoint sequence)."""
+    header = Path(f"{path}-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
+
+
+async def test_normal_reuses_the_wal_under_continuous_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a checkpoint finds the WAL big, the writer pauses for a catch-up checkpoint of
+    its own (commits made during the first keep SQLite from reusing the WAL), and the WAL
+    starts afresh."""
+    monkeypatch.setattr(_journal, "CHECKPOINT_DELAY", 0.001)
+    monkeypatch.setattr(_journal, "RESTART_FRAMES", 1)
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, tree="t", synchronous="normal")
+    by: list[str] = []
+    checkpoint = Journal._checkpoint
+
+    def recorded(self: Journal, connection: sqlite3.Connection) -> int:
+        by.append("writer" if connection is self._writer else "checkpointer")
+        return checkpoint(self, connection)
+
+    monkeypatch.setattr(Journal, "_checkpoint", recorded)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            for number in range(1000):  # bounded: the test fails rather than hangs
+                await _accept(journal, f"g{number}")
+                if "writer" in by and _wal_restarts(path) >= 2:
+                    break
+            journal.stop()
+        assert by[:2] == ["checkpointer", "writer"]
+        assert _wal_restarts(path) >= 2
+    finally:
+        journal.close()
+
+
+async def test_a_write_waits_off_the_loop_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """synchronous=normal: a write blocked by another connection's lock waits on a thread
+    while the event loop runs on, and commits once the lock is released."""
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, tree="t", synchronous="normal")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            other.execute("BEGIN IMMEDIATE")
+            done = trio.Event()
+
+            async def write() -> None:
+                await _accept(journal, "g1")
+                done.set()
+
+            nursery.start_soon(write)
+            for _ in range(20):  # the loop keeps running while the write waits
+                await trio.sleep(0.005)
+            assert not done.is_set()
+            other.execute("ROLLBACK")
+            await done.wait()
+            row = await journal.read(lambda c: store.get_goal(c, "g1"))
+            assert row is not None
+            journal.stop()
+    finally:
+        other.close()
+        journal.close()
+
+
 def test_a_journal_belongs_to_one_tree(tmp_path: Path) -> None:
     """Opening a state directory made for another tree fails, naming both trees."""
     Journal.open(tmp_path / "j.sqlite3", tree="first").close()
     with pytest.raises(SchemaMismatch, match="holds the goals of tree 'first', not 'second'"):
         Journal.open(tmp_path / "j.sqlite3", tree="second")
+
+
+async def test_accept_returns_the_row_as_stored(journal: Journal) -> None:
+    """The row accept builds without reading it back equals the stored row."""
+    await _accept(journal, "g0")
+    row, _ = await journal.write(
+        partial(
+            store.accept,
+            goal_id="g1",
+            goal="g",
+            input='{"a": 1}',
+            priority=3,
+            timeout=2.5,
+            idempotency_key="k",
+            actor="submit",
+            token="abcd1234",
+            at=1.5,
+        )
+    )
+    assert row == await journal.read(lambda c: store.get_goal(c, "g1"))
+    assert row.seq == 2
 
 
 async def test_an_idempotency_key_accepts_once(journal: Journal) -> None:

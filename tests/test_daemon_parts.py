@@ -10,7 +10,7 @@ import pytest
 
 from overstory.daemon._api import ENDPOINTS, PUBLIC, openapi
 from overstory.daemon._auth import AuthError, Role, Tokens
-from overstory.daemon._config import is_loopback
+from overstory.daemon._config import Config, is_loopback
 from overstory.daemon._models import (
     InvalidBody,
     RejectReview,
@@ -156,6 +156,14 @@ def test_configured_tokens_carry_their_roles(tmp_path: Path) -> None:
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     """Only addresses that reach this machine alone count as loopback."""
     assert is_loopback(host) is loopback
+
+
+def test_the_journal_commits_normal_by_default_and_full_on_request(tmp_path: Path) -> None:
+    """synchronous defaults to normal, takes full, and refuses anything else by name."""
+    assert Config(state_dir=tmp_path).synchronous == "normal"
+    assert Config(state_dir=tmp_path, synchronous="full").synchronous == "full"
+    with pytest.raises(ValueError, match="synchronous must be one of normal, full, got 'off'"):
+        Config(state_dir=tmp_path, synchronous="off")  # type: ignore[arg-type]
 
 
 def _event(seq: int, kind: str, **data: Any) -> dict[str, Any]:
