@@ -3,6 +3,7 @@ goals per second for a trivial tree.
 
     python -m benchmarks.daemon overstory [--floor 3000] [--accepts 6000] [--goals 2000]
     python -m benchmarks.daemon [--floor 3000] [--accepts 6000] [--goals 2000] [--connections 8]
+    python -m benchmarks.daemon overstory --synchronous full   # fsync every commit
 
 Each measurement below starts ``overstory serve`` in a subprocess with a fresh state
 directory. With the system ``overstory`` (what ``python -m benchmarks`` runs as W6) the
@@ -16,8 +17,10 @@ measurement (``--floor 0`` skips the first):
     Starlette) costs per request on this machine: the ceiling for everything else.
 ``durable_accepts``
     ``POST /v1/goals`` to ``benchmarks/trees.py:blocked`` with one goal slot, so accepted
-    goals wait in the queue: parse, validate, commit to the journal (WAL,
-    ``synchronous=FULL``), answer 202. Latency is measured per request by the client.
+    goals wait in the queue: parse, validate, commit to the journal (WAL; the daemon's
+    default ``--synchronous normal``, which survives kill -9 but not power loss, unless
+    ``--synchronous full`` is given), answer 202. Latency is measured per request by the
+    client.
 ``end_to_end_goals``
     ``POST /v1/goals`` to ``benchmarks/trees.py:trivial`` with 64 slots, until every goal
     has succeeded: accept, queue, run, checkpoint, finish, all journalled.
@@ -236,7 +239,16 @@ def measure_floor(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
 def measure_accepts(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``POST /v1/goals`` ``--accepts`` times to a tree whose one slot is taken forever."""
     queue = str(args.accepts + 10)
-    server = Server(directory / "accepts", "blocked", "--max-concurrent", "1", "--max-queue", queue)
+    server = Server(
+        directory / "accepts",
+        "blocked",
+        "--max-concurrent",
+        "1",
+        "--max-queue",
+        queue,
+        "--synchronous",
+        args.synchronous,
+    )
     try:
         requests = [
             server.request("POST", "/v1/goals", {"goal": "benchmark", "input": n})
@@ -251,7 +263,16 @@ def measure_accepts(directory: Path, args: argparse.Namespace) -> dict[str, Any]
 def measure_goals(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``--goals`` goals to a one-leaf tree, until every one has finished."""
     queue = str(args.goals + 10)
-    server = Server(directory / "goals", "trivial", "--max-concurrent", "64", "--max-queue", queue)
+    server = Server(
+        directory / "goals",
+        "trivial",
+        "--max-concurrent",
+        "64",
+        "--max-queue",
+        queue,
+        "--synchronous",
+        args.synchronous,
+    )
     try:
         result: dict[str, Any] = trio.run(_end_to_end, server, args.goals, args.connections)
     finally:
@@ -274,6 +295,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accepts", type=int, default=6000, help="submissions to time")
     p.add_argument("--goals", type=int, default=2000, help="goals to run end to end")
     p.add_argument("--connections", type=int, default=8, help="keep-alive connections")
+    p.add_argument(
+        "--synchronous",
+        choices=("normal", "full"),
+        default="normal",
+        help="the daemon's journal commit mode (see docs/daemon.md)",
+    )
     return p
 
 
@@ -309,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         "W6",
         args.system,
         connections=args.connections,
+        synchronous=args.synchronous,
         accepts=args.accepts,
         accepts_per_s=accepts["per_second"],
         accept_p50_ms=accepts["p50_ms"],
