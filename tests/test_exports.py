@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -51,3 +53,21 @@ def test_no_generic_top_level_packages() -> None:
     for generic in ("hierarchy", "supervisors", "leaves", "telemetry", "daemon"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(generic)
+
+
+def test_import_loads_no_telemetry_sdk_or_http_client() -> None:
+    """`import overstory` leaves the OpenTelemetry SDK, exporters and httpx unloaded until used."""
+    probe = (
+        "import sys, overstory as ov\n"
+        "heavy = ('opentelemetry.sdk', 'opentelemetry.exporter', 'httpx')\n"
+        "print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if '.' in m else m"
+        " for m in sys.modules if m.startswith(heavy)}))\n"
+        "ov.telemetry.configure, ov.OpenAIModel, ov.telemetry.SpanRecord\n"
+        "print('opentelemetry.sdk' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, after = result.stdout.splitlines()
+    assert before == "[]"
+    assert after == "True"
