@@ -4,9 +4,9 @@ Everything here is re-exported by ``overstory``; the scripted model for tests li
 :mod:`overstory.testing`.
 """
 
-import importlib as _importlib
 import typing as _typing
 
+from overstory._lazy import lazy_names as _lazy_names
 from overstory.llm._aggregator import LLMAggregator as LLMAggregator
 from overstory.llm._ask import ask as ask
 from overstory.llm._errors import AuthenticationFailed as AuthenticationFailed
@@ -56,16 +56,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    # Imported on first use: the HTTP client behind it is only needed by
-    # trees that talk to a model endpoint.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use: the HTTP client behind it is only needed by
+# trees that talk to a model endpoint.
+__getattr__, __dir__ = _lazy_names(globals(), _LAZY, __all__)

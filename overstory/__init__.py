@@ -6,7 +6,6 @@
     outcome = trio.run(tree.run, "Qualify lead ACME")
 """
 
-import importlib as _importlib
 import typing as _typing
 from importlib.metadata import PackageNotFoundError, version
 
@@ -28,6 +27,7 @@ from overstory._errors import ReviewRejected as ReviewRejected
 from overstory._errors import RunnerClosed as RunnerClosed
 from overstory._errors import StartError as StartError
 from overstory._errors import SupervisorTripped as SupervisorTripped
+from overstory._lazy import lazy_names as _lazy_names
 from overstory.hierarchy import Approve as Approve
 from overstory.hierarchy import Budget as Budget
 from overstory.hierarchy import Candidate as Candidate
@@ -186,16 +186,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    # Imported on first use: the HTTP client behind it is only needed by
-    # trees that talk to a model endpoint.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use: the HTTP client behind it is only needed by
+# trees that talk to a model endpoint.
+__getattr__, __dir__ = _lazy_names(globals(), _LAZY, __all__)

@@ -15,9 +15,9 @@ and installs the instrumentation every tree then uses::
 the terminal from :class:`SpanRecord` (a JSON-lines export: :func:`load_spans`).
 """
 
-import importlib as _importlib
 import typing as _typing
 
+from overstory._lazy import lazy_names as _lazy_names
 from overstory.telemetry._hooks import NULL_INSTRUMENTATION as NULL_INSTRUMENTATION
 from overstory.telemetry._hooks import Instrumentation as Instrumentation
 from overstory.telemetry._hooks import SpanHook as SpanHook
@@ -62,17 +62,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    # Imported on first use: the OpenTelemetry SDK and exporters are
-    # tens of thousands of objects that a tree running without telemetry never needs, and
-    # every full garbage collection would walk them.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use: the OpenTelemetry SDK and exporters are
+# tens of thousands of objects that a tree running without telemetry never needs, and
+# every full garbage collection would walk them.
+__getattr__, __dir__ = _lazy_names(globals(), _LAZY, __all__)
