@@ -183,7 +183,8 @@ class PlanRun:
                         with trio.move_on_at(wake):
                             await self.wakeup.wait()
                     self.wakeup = None
-                nursery.cancel_scope.cancel()
+                if self.error is not None or self.running:
+                    nursery.cancel_scope.cancel()  # stop what still runs (nothing, usually)
             if self.error is not None:
                 raise self.error
             return {s.step.name: s.output for s in self.steps}

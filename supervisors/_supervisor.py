@@ -110,6 +110,14 @@ class SupervisorNode:
         self._static_plan = (
             validate_plan(spec.steps, self.children) if spec.steps is not None else None
         )
+        # The static plan, when a task is nothing but running it (see ``execute``).
+        self._plain = (
+            self._static_plan
+            if not spec.review
+            and spec.aggregate is None
+            and not (isinstance(spec, Strategic) and spec.replans)
+            else None
+        )
 
     @property
     def path(self) -> str:
@@ -168,6 +176,11 @@ class SupervisorNode:
                 self.path, task.step or self.definition.name, "tripped: escalating new work"
             )
         if admission is Admission.OPEN:
+            if self._plain is not None:
+                # No review, no re-plan, no aggregator: what _handle would do, minus three
+                # coroutines per task (this runs once per step of every parent's plan).
+                outputs = await PlanRun(self, self._plain, task, ctx, run, span, ()).run()
+                return _combine(self._plain, outputs)
             return await self._handle(task, ctx, run, span)
         self.runtime.emit(
             span, self.runtime.event(EventKind.TRIP_PROBE, self.path, goal_id=run.goal_id)
@@ -288,14 +301,12 @@ class SupervisorNode:
     async def _aggregate(
         self, steps: tuple[Step, ...], outputs: Mapping[str, Any], task: Task, ctx: Context
     ) -> Any:
-        if len(steps) == 1 and isinstance(outputs[steps[0].name], UpwardHandoff):
-            return outputs[steps[0].name]
-        if self.spec.aggregate is not None:
-            result = self.spec.aggregate(outputs, task, ctx)
-            return await result if inspect.isawaitable(result) else result
-        if len(steps) == 1:
-            return outputs[steps[0].name]
-        return {step.name: outputs[step.name] for step in steps}
+        if self.spec.aggregate is None or (
+            len(steps) == 1 and isinstance(outputs[steps[0].name], UpwardHandoff)
+        ):
+            return _combine(steps, outputs)
+        result = self.spec.aggregate(outputs, task, ctx)
+        return await result if inspect.isawaitable(result) else result
 
     # -- routing ------------------------------------------------------------------------
 
@@ -367,3 +378,10 @@ class SupervisorNode:
     ) -> Decision:
         """One attempt at ``task`` and what follows it; see :func:`try_once`."""
         return await try_once(self, track, step, task, run, span, outputs, feedback)
+
+
+def _combine(steps: tuple[Step, ...], outputs: Mapping[str, Any]) -> Any:
+    """A plan's output without an aggregator: the only step's output, or all by name."""
+    if len(steps) == 1:
+        return outputs[steps[0].name]
+    return {step.name: outputs[step.name] for step in steps}
