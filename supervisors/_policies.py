@@ -7,6 +7,7 @@ They hold no state; the runtime state that applies them lives in ``_backoff``,
 from __future__ import annotations
 
 import enum
+import math
 
 import attrs
 
@@ -78,13 +79,13 @@ class Backoff:
         """The delay before retry number ``retry`` (0-based) without jitter."""
         if retry < 0:
             raise ValueError(f"retry must be >= 0, got {retry}")
-        # Compare exponents instead of computing multiplier**retry, which overflows.
-        delay = self.initial
-        for _ in range(retry):
-            delay *= self.multiplier
-            if delay >= self.cap:
-                return self.cap
-        return min(self.cap, delay)
+        if retry == 0 or self.initial == 0 or self.multiplier == 1:
+            return self.initial  # a schedule that never grows (initial <= cap)
+        # Compare logarithms first: multiplier**retry overflows for a long crash loop, and
+        # stepping through the retries one by one made every restart cost O(retries).
+        if retry * math.log(self.multiplier) >= math.log(self.cap / self.initial):
+            return self.cap
+        return min(self.cap, self.initial * self.multiplier**retry)
 
     def delay(self, retry: int, u: float) -> float:
         """The delay before retry ``retry`` for a uniform draw ``u`` in ``[0, 1)``."""

@@ -35,6 +35,16 @@ def test_backoff_follows_schedule_within_jitter_bounds(
     assert backoff.base_delay(retry + 1) >= base
 
 
+def test_backoff_schedule_is_closed_form_for_any_retry_count() -> None:
+    """A flat or barely growing schedule answers for the billionth retry without stepping
+    through the ones before it (a crash loop's restart n must not cost O(n))."""
+    assert ov.Backoff(initial=0.1, cap=10.0, multiplier=1.0).base_delay(10**12) == 0.1
+    assert ov.Backoff(initial=0.0, cap=10.0).base_delay(10**12) == 0.0
+    slow = ov.Backoff(initial=0.1, cap=10.0, multiplier=1.0 + 1e-9)
+    assert slow.base_delay(10**12) == 10.0
+    assert slow.base_delay(10**9) == pytest.approx(0.1 * (1.0 + 1e-9) ** 10**9)
+
+
 def test_backoff_doubles_from_initial_to_cap() -> None:
     """The default multiplier doubles: 0.1, 0.2, 0.4, ... capped at 1.0."""
     backoff = ov.Backoff(initial=0.1, cap=1.0, jitter=0.0)
