@@ -127,8 +127,10 @@ async def try_once(
     CURRENT_CONTEXT.set(ctx)
     # The span is entered and left by hand rather than by ``with``: untraced, there is no
     # span at all, and a ``with`` would keep a bound ``__exit__`` alive per attempt.
-    opened = _span(node, child, task, run, track) if node.runtime.traced else None
+    opened: AbstractContextManager[SpanHook] | None = None
     try:
+        if node.runtime.traced:
+            opened = _span(node, child, task, run, track)
         child_span = NULL_SPAN if opened is None else opened.__enter__()
         track.previous = child_span
         try:
