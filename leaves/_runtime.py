@@ -160,15 +160,13 @@ class AgentPoolNode:
             except Exception as exc:
                 self._settle_restart(instance)
                 self._on_failure()
-                self._runtime.emit(
+                self._runtime.report(
                     None,
-                    self._runtime.event(
-                        EventKind.START_FAILED,
-                        self._instance_path(instance),
-                        attempt=instance.restarts + 1,
-                        error_type=type(exc).__name__,
-                        message=str(exc),
-                    ),
+                    EventKind.START_FAILED,
+                    self._instance_path(instance),
+                    attempt=instance.restarts + 1,
+                    error_type=type(exc).__name__,
+                    message=str(exc),
                 )
                 if not reported:
                     if self._fail_fast:
@@ -312,7 +310,7 @@ class AgentPoolNode:
             delay = backoff.delay(instance.restarts, self._runtime.rng.random())
             instance.restarts += 1
             self.restarts += 1
-            if self._runtime.observed:
+            if self._runtime.listening:  # a crash loop restarts thousands of times
                 self._emit_restart(instance, how, error_type, run, span, delay)
         instance.crashes.put((how, delay))
 
@@ -325,16 +323,14 @@ class AgentPoolNode:
         span: SpanHook,
         delay: float,
     ) -> None:
-        self._runtime.emit(
+        self._runtime.report(
             span,
-            self._runtime.event(
-                EventKind.RESTART,
-                self._instance_path(instance),
-                goal_id=run.goal_id,
-                attempt=instance.restarts,
-                agent=self._instance_path(instance),
-                delay=delay,
-                error_type=error_type,
-                message=f"handle() {how}",
-            ),
+            EventKind.RESTART,
+            self._instance_path(instance),
+            goal_id=run.goal_id,
+            attempt=instance.restarts,
+            agent=self._instance_path(instance),
+            delay=delay,
+            error_type=error_type,
+            message=f"handle() {how}",
         )

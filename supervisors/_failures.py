@@ -78,41 +78,35 @@ def decide(
         and node.available(definition.name, now, span)
     ):
         delay = retry.backoff.delay(track.attempt - 1, node.runtime.rng.random())
-        if node.runtime.observed:
-            node.runtime.emit(
-                span,
-                node.runtime.event(
-                    EventKind.RETRY,
-                    node.path,
-                    goal_id=run.goal_id,
-                    step=step,
-                    attempt=track.attempt,
-                    agent=definition.path,
-                    delay=delay,
-                    error_type=error_type,
-                    message=str(error),
-                ),
-            )
+        node.runtime.report(
+            span,
+            EventKind.RETRY,
+            node.path,
+            goal_id=run.goal_id,
+            step=step,
+            attempt=track.attempt,
+            agent=definition.path,
+            delay=delay,
+            error_type=error_type,
+            message=str(error),
+        )
         return RetryLater(delay)
     track.index += 1
     track.attempt = 0
     following = node.candidate(track, span)
     if following is not None:
-        if node.runtime.observed:
-            node.runtime.emit(
-                span,
-                node.runtime.event(
-                    EventKind.REASSIGN,
-                    node.path,
-                    goal_id=run.goal_id,
-                    step=step,
-                    attempt=track.total,
-                    agent=definition.path,
-                    next_agent=following.definition.path,
-                    error_type=error_type,
-                    message=str(error),
-                ),
-            )
+        node.runtime.report(
+            span,
+            EventKind.REASSIGN,
+            node.path,
+            goal_id=run.goal_id,
+            step=step,
+            attempt=track.total,
+            agent=definition.path,
+            next_agent=following.definition.path,
+            error_type=error_type,
+            message=str(error),
+        )
         return RetryLater(0.0)
     return escalate(
         node,
@@ -145,17 +139,14 @@ def escalate(
         error=error,
         with_traceback=False,
     )
-    if node.runtime.observed:
-        node.runtime.emit(
-            span,
-            node.runtime.event(
-                EventKind.ESCALATE,
-                node.path,
-                goal_id=run.goal_id,
-                step=track.step,
-                attempt=track.total,
-                error_type=type(error).__name__,
-                message=error.message,
-            ),
-        )
+    node.runtime.report(
+        span,
+        EventKind.ESCALATE,
+        node.path,
+        goal_id=run.goal_id,
+        step=track.step,
+        attempt=track.total,
+        error_type=type(error).__name__,
+        message=error.message,
+    )
     return Escalate(error)

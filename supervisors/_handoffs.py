@@ -67,17 +67,15 @@ async def follow_handoff(
         ranked = await node.rank(step, exclude=None if target else exclude)
         if not ranked or (target is not None and ranked[0] != target):
             return UpwardHandoff(handoff, hops, origin)
-        node.runtime.emit(
+        node.runtime.report(
             span,
-            node.runtime.event(
-                EventKind.HANDOFF,
-                node.path,
-                goal_id=run.goal_id,
-                step=task.step,
-                agent=origin,
-                next_agent=f"{node.path}/{ranked[0]}",
-                message=handoff.reason,
-            ),
+            EventKind.HANDOFF,
+            node.path,
+            goal_id=run.goal_id,
+            step=task.step,
+            agent=origin,
+            next_agent=f"{node.path}/{ranked[0]}",
+            message=handoff.reason,
         )
         handed = Task(
             goal=step.goal,

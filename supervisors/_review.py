@@ -76,16 +76,14 @@ async def review(
             f"the reviewer answered {decision!r}; expected ov.Approve, ov.Reject or ov.Edit",
             fatal=True,
         )
-    supervisor.runtime.emit(
+    supervisor.runtime.report(
         span,
-        supervisor.runtime.event(
-            EventKind.REVIEW,
-            supervisor.path,
-            goal_id=run.goal_id,
-            step=step,
-            attempt=round,
-            agent=agent,
-            message=verdict.label + (f": {verdict.feedback}" if verdict.feedback else ""),
-        ),
+        EventKind.REVIEW,
+        supervisor.path,
+        goal_id=run.goal_id,
+        step=step,
+        attempt=round,
+        agent=agent,
+        message=verdict.label + (f": {verdict.feedback}" if verdict.feedback else ""),
     )
     return verdict

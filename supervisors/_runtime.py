@@ -227,30 +227,30 @@ class Runtime:
     rng: random.Random
     #: Whether spans are made at all: when not, the hot path skips building their attributes.
     traced: bool = attrs.field(init=False)
+    #: Whether a supervision decision goes anywhere (``on_event`` or telemetry): a caller
+    #: on a hot path checks it before even gathering what :meth:`report` would be given.
+    listening: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.traced = self.instrumentation is not NULL_INSTRUMENTATION
+        self.listening = self.traced or self.on_event is not None
 
-    @property
-    def observed(self) -> bool:
-        """Whether a supervision event goes anywhere: to ``on_event``, or to telemetry.
+    def report(self, span: SpanHook | None, kind: EventKind, path: str, **fields: Any) -> None:
+        """Record a supervision decision on ``span`` (outside every goal: with the
+        instrumentation) and pass it to ``on_event``.
 
-        Hot paths (a crash loop emits two events per restart) check it before building
-        an event that :meth:`emit` would only hand to the no-op instrumentation.
+        Builds nothing when nobody listens (no ``on_event``, no telemetry): a crash loop
+        reports two decisions per restart.
         """
-        return self.on_event is not None or self.instrumentation is not NULL_INSTRUMENTATION
-
-    def emit(self, span: SpanHook | None, event: SupervisionEvent) -> None:
-        """Record a supervision decision on ``span`` and pass it to ``on_event``."""
+        if not self.listening:
+            return
+        event = SupervisionEvent(kind=kind, path=path, time=trio.current_time(), **fields)
         if span is not None and span is not NULL_SPAN:
-            span.add_event(event.kind.value, event.attributes())
+            span.add_event(kind.value, event.attributes())
         else:
-            self.instrumentation.event(event.kind.value, event.attributes())
+            self.instrumentation.event(kind.value, event.attributes())
         if self.on_event is not None:
             self.on_event(event)
-
-    def event(self, kind: EventKind, path: str, **fields: Any) -> SupervisionEvent:
-        return SupervisionEvent(kind=kind, path=path, time=trio.current_time(), **fields)
 
 
 @attrs.define(kw_only=True, eq=False)

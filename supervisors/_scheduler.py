@@ -566,16 +566,14 @@ class PlanRun:
         affected = [
             s for s in self.steps if strategy is Strategy.ONE_FOR_ALL or s.index >= failed.index
         ]
-        self.sup.runtime.emit(
+        self.sup.runtime.report(
             self.span,
-            self.sup.runtime.event(
-                EventKind.GROUP_RESTART,
-                self.sup.path,
-                goal_id=self.run_state.goal_id,
-                step=failed.step.name,
-                delay=max(0.0, not_before - trio.current_time()),
-                message=f"{strategy.value}: re-running {', '.join(s.step.name for s in affected)}",
-            ),
+            EventKind.GROUP_RESTART,
+            self.sup.path,
+            goal_id=self.run_state.goal_id,
+            step=failed.step.name,
+            delay=max(0.0, not_before - trio.current_time()),
+            message=f"{strategy.value}: re-running {', '.join(s.step.name for s in affected)}",
         )
         for step_run in affected:
             self._invalidate(step_run, not_before)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -34,7 +33,7 @@ from overstory.hierarchy._context import Context
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
 from overstory.hierarchy._spec import Strategic, SupervisorSpec
-from overstory.hierarchy._task import Handoff, Task
+from overstory.hierarchy._task import Task
 from overstory.supervisors._attempts import try_once
 from overstory.supervisors._decisions import (
     Decision,
@@ -51,8 +50,6 @@ from overstory.telemetry._hooks import AttributeValue, SpanHook
 __all__ = ["SupervisorNode"]
 
 _DEFAULT_ROUTER = LexicalRouter()
-_HANDOFFS = (Handoff, UpwardHandoff)
-_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 # Rankings remembered per supervisor, for routers known to be pure functions.
 _RANK_MEMO_SIZE = 1024
 
@@ -140,24 +137,20 @@ class SupervisorNode:
         return self.children[name].healthy(now)
 
     def breaker_event(self, name: str, state: BreakerState, span: SpanHook | None) -> None:
-        self.runtime.emit(
-            span, self.runtime.event(_BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
-        )
+        self.runtime.report(span, _BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
 
     def count_failure(self, span: SpanHook | None = None, **fields: Any) -> None:
         """Count one child failure toward intensity; emit TRIP when it trips the gate."""
         if self.gate.record_failure(trio.current_time()):
-            self.runtime.emit(
+            self.runtime.report(
                 span,
-                self.runtime.event(
-                    EventKind.TRIP,
-                    self.path,
-                    message=(
-                        f"more than {self.spec.intensity.max_failures} failures within "
-                        f"{self.spec.intensity.within:g} s"
-                    ),
-                    **fields,
+                EventKind.TRIP,
+                self.path,
+                message=(
+                    f"more than {self.spec.intensity.max_failures} failures within "
+                    f"{self.spec.intensity.within:g} s"
                 ),
+                **fields,
             )
 
     # -- one task -----------------------------------------------------------------------
@@ -182,9 +175,7 @@ class SupervisorNode:
                 outputs = await PlanRun(self, self._plain, task, ctx, run, span, ()).run()
                 return _combine(self._plain, outputs)
             return await self._handle(task, ctx, run, span)
-        self.runtime.emit(
-            span, self.runtime.event(EventKind.TRIP_PROBE, self.path, goal_id=run.goal_id)
-        )
+        self.runtime.report(span, EventKind.TRIP_PROBE, self.path, goal_id=run.goal_id)
         succeeded: bool | None = None
         try:
             result = await self._handle(task, ctx, run, span)
@@ -197,7 +188,7 @@ class SupervisorNode:
             self.gate.probe_done(trio.current_time(), succeeded=succeeded)
             if succeeded is not None:
                 kind = EventKind.TRIP_RESET if succeeded else EventKind.TRIP
-                self.runtime.emit(span, self.runtime.event(kind, self.path, goal_id=run.goal_id))
+                self.runtime.report(span, kind, self.path, goal_id=run.goal_id)
 
     async def _handle(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
         feedback: list[str] = []
@@ -251,17 +242,15 @@ class SupervisorNode:
                     *notes,
                     f"step {exc.step!r} failed: {type(exc).__name__}: {exc.message}",
                 )
-                self.runtime.emit(
+                self.runtime.report(
                     span,
-                    self.runtime.event(
-                        EventKind.REPLAN,
-                        self.path,
-                        goal_id=run.goal_id,
-                        step=exc.step,
-                        attempt=len(notes),
-                        error_type=type(exc).__name__,
-                        message=exc.message,
-                    ),
+                    EventKind.REPLAN,
+                    self.path,
+                    goal_id=run.goal_id,
+                    step=exc.step,
+                    attempt=len(notes),
+                    error_type=type(exc).__name__,
+                    message=exc.message,
                 )
 
     async def _plan_for(
@@ -310,19 +299,18 @@ class SupervisorNode:
 
     # -- routing ------------------------------------------------------------------------
 
+    def _available_names(self, exclude: str | None = None) -> tuple[str, ...]:
+        now = trio.current_time()
+        return tuple([n for n in self.children if n != exclude and self.available(n, now)])
+
     def known_rank(self, step: Step) -> Sequence[str] | None:
         """:meth:`rank` without awaiting, when the answer is remembered; else ``None``."""
         memo = self._rank_memo
-        if memo is None:
-            return None
-        now = trio.current_time()
-        names = tuple([n for n in self.children if self.available(n, now)])
-        return memo.get((step, names))
+        return None if memo is None else memo.get((step, self._available_names()))
 
     async def rank(self, step: Step, exclude: str | None = None) -> Sequence[str]:
         """Healthy children for ``step``, best first; ``to=`` always leads."""
-        now = trio.current_time()
-        names = tuple([n for n in self.children if n != exclude and self.available(n, now)])
+        names = self._available_names(exclude)
         memo = self._rank_memo
         if memo is not None:
             key = (step, names)
