@@ -25,6 +25,7 @@ from overstory._errors import (
     Failure,
     NoCandidate,
 )
+from overstory._trusted import trusted_constructor
 from overstory.hierarchy._context import CURRENT_CONTEXT, Context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step
@@ -43,6 +44,9 @@ if TYPE_CHECKING:  # the supervisor module imports this one at run time
 __all__ = ["try_once"]
 
 _HANDOFFS = (Handoff, UpwardHandoff)
+
+# One Context per attempt, from values already checked.
+_new_context = trusted_constructor(Context)
 
 
 async def try_once(
@@ -94,17 +98,18 @@ async def try_once(
     track.total += 1
 
     definition = child.definition
-    ctx = Context(
-        task=task,
-        goal=run.goal,
-        goal_id=run.goal_id,
-        path=definition.path,
-        attempt=track.attempt,
-        outputs=outputs,
-        memory=run.memory,
-        feedback=feedback,
-        layer=definition.layer_name,
-        usage=run.usage,
+    ctx = _new_context(
+        task,  # task
+        run.goal,  # goal
+        run.goal_id,  # goal_id
+        definition.path,  # path
+        track.attempt,  # attempt
+        outputs,  # outputs
+        run.memory,  # memory
+        feedback,  # feedback
+        definition.layer_name,  # layer
+        run.usage,  # usage
+        (),  # children
     )
     if definition.layer is Layer.LEAF:
         try:

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from overstory._errors import Escalation, Failure, NoCandidate, ReviewRejected
+from overstory._trusted import trusted_constructor
 from overstory.hierarchy._context import Context
 from overstory.hierarchy._outcome import Status, StepRecord
 from overstory.hierarchy._plan import Step
@@ -56,6 +57,10 @@ __all__ = ["PlanRun"]
 
 # Given to trio, which would otherwise format the same name for every task it spawns.
 _UNIT_TASK_NAME = f"{__name__}.PlanRun.unit"
+
+# One Task per attempt and one StepRecord per unit, from values already checked.
+_new_task = trusted_constructor(Task)
+_new_record = trusted_constructor(StepRecord)
 
 
 class _Phase(enum.Enum):
@@ -152,12 +157,12 @@ class PlanRun:
         # Set while the plan's own task waits; a unit task sets it when the plan needs a
         # look (an error, the last step done, a retry or restart that waits for a time).
         self.wakeup: trio.Event | None = None
-        # The checkpoint key is needed to look up or write checkpoints, and to scope
-        # the keys of a nested plan (a child that is a supervisor).
+        # The checkpoint key is needed to look up or write checkpoints, and to scope the
+        # keys of a nested plan (a child that is a supervisor), which its reviews carry.
         self.keyed = (
             bool(run.checkpoints)
             or run.on_checkpoint is not None
-            or supervisor.has_supervisor_children
+            or (supervisor.has_supervisor_children and supervisor.runtime.reviewer is not None)
         )
 
     async def run(self) -> dict[str, Any]:
@@ -337,15 +342,15 @@ class PlanRun:
         # Returns the attempt's coroutine rather than awaiting it: one frame less per unit.
         step_run = unit.run
         step = step_run.step
-        task = Task(
-            goal=step.goal,
-            goal_id=self.run_state.goal_id,
-            input=unit.input,
-            step=step.name,
-            skills=step.skills,
-            to=step_run.task_to,
-            item=unit.item,
-            handoffs=self.task.handoffs,
+        task = _new_task(
+            step.goal,  # goal
+            self.run_state.goal_id,  # goal_id
+            unit.input,  # input
+            step.name,  # step
+            step.skills,  # skills
+            step_run.task_to,  # to
+            unit.item,  # item
+            self.task.handoffs,  # handoffs
         )
         if self.keyed:
             return self._keyed_attempt(unit, task)
@@ -457,18 +462,18 @@ class PlanRun:
     ) -> None:
         started = now if unit.started is None else unit.started
         self.run_state.steps.append(
-            StepRecord(
-                supervisor=self.sup.path,
-                step=unit.run.step.name,
-                status=status,
-                agent=agent,
-                attempts=unit.total,
-                runs=unit.run.runs,
-                item=unit.item,
-                started=started - self.run_state.started,
-                duration=now - started,
-                review=unit.run.review_label,
-                resumed=resumed,
+            _new_record(
+                self.sup.path,  # supervisor
+                unit.run.step.name,  # step
+                status,  # status
+                agent,  # agent
+                unit.total,  # attempts
+                unit.run.runs,  # runs
+                unit.item,  # item
+                started - self.run_state.started,  # started
+                now - started,  # duration
+                unit.run.review_label,  # review
+                resumed,  # resumed
             )
         )
 
