@@ -48,6 +48,9 @@ class FunctionLeafNode:
     def healthy(self, now: float) -> bool:
         return True
 
+    def steady(self) -> bool:
+        return True
+
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:
         if self._limiter is None:
             return await self._fn(task, ctx)
@@ -127,6 +130,10 @@ class AgentPoolNode:
         """Live instances, or instances coming back from a crash (their tasks queue);
         instances whose start() keeps failing do not count."""
         return self._live > 0 or self._restarting > 0
+
+    def steady(self) -> bool:
+        """Never: instances crash and retire without the runtime's health changing."""
+        return False
 
     def _settle_restart(self, instance: _Instance) -> None:
         if instance.restarting:

@@ -230,6 +230,9 @@ class Runtime:
     #: Whether a supervision decision goes anywhere (``on_event`` or telemetry): a caller
     #: on a hot path checks it before even gathering what :meth:`report` would be given.
     listening: bool = attrs.field(init=False)
+    #: Bumped whenever a circuit breaker or an intensity gate changes state: a supervisor
+    #: remembers which children are available until it moves (see ``Node.steady``).
+    health_changes: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self.traced = self.instrumentation is not NULL_INSTRUMENTATION
@@ -358,6 +361,11 @@ class Node(Protocol):
 
     def healthy(self, now: float) -> bool:
         """Whether routing may pick this node now (breakers are the parent's business)."""
+        ...
+
+    def steady(self) -> bool:
+        """Whether :meth:`healthy` is true, and stays true whatever the time, until
+        :attr:`Runtime.health_changes` moves."""
         ...
 
     async def execute(self, task: Task, ctx: Context, run: GoalRun, span: SpanHook) -> Any:

@@ -73,6 +73,10 @@ class SupervisorNode:
         # Only a supervisor child runs a plan of its own, whose keys need this one's prefix.
         self.has_supervisor_children = any(isinstance(c, SupervisorNode) for c in children)
         self.gate = IntensityGate(spec.intensity)
+        self._all_names = tuple(self.children)
+        # The runtime's health_changes when every child was last seen available and
+        # steady: while it has not moved, routing need not ask them again.
+        self._steady_at = -1
         self.breakers: dict[str, CircuitBreaker] = (
             {name: CircuitBreaker(spec.breaker) for name in self.children}
             if spec.breaker is not None
@@ -125,6 +129,10 @@ class SupervisorNode:
     def healthy(self, now: float) -> bool:
         return self.gate.admissible(now)
 
+    def steady(self) -> bool:
+        # An untripped gate admits until a failure trips it, which bumps health_changes.
+        return not self.gate.tripped
+
     def available(self, name: str, now: float, span: SpanHook | None = None) -> bool:
         """Whether routing may pick child ``name`` now: healthy and breaker not open."""
         breaker = self.breakers.get(name)
@@ -137,11 +145,14 @@ class SupervisorNode:
         return self.children[name].healthy(now)
 
     def breaker_event(self, name: str, state: BreakerState, span: SpanHook | None) -> None:
+        """Called on every move of a child's breaker: report it, forget availability."""
+        self.runtime.health_changes += 1
         self.runtime.report(span, _BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
 
     def count_failure(self, span: SpanHook | None = None, **fields: Any) -> None:
         """Count one child failure toward intensity; emit TRIP when it trips the gate."""
         if self.gate.record_failure(trio.current_time()):
+            self.runtime.health_changes += 1
             self.runtime.report(
                 span,
                 EventKind.TRIP,
@@ -186,6 +197,7 @@ class SupervisorNode:
             raise
         finally:
             self.gate.probe_done(trio.current_time(), succeeded=succeeded)
+            self.runtime.health_changes += 1
             if succeeded is not None:
                 kind = EventKind.TRIP_RESET if succeeded else EventKind.TRIP
                 self.runtime.report(span, kind, self.path, goal_id=run.goal_id)
@@ -299,9 +311,24 @@ class SupervisorNode:
 
     # -- routing ------------------------------------------------------------------------
 
+    def _all_available(self) -> bool:
+        """Whether every child is available, known without asking each of them."""
+        return self._steady_at == self.runtime.health_changes
+
     def _available_names(self, exclude: str | None = None) -> tuple[str, ...]:
+        if exclude is None and self._steady_at == self.runtime.health_changes:
+            return self._all_names
         now = trio.current_time()
-        return tuple([n for n in self.children if n != exclude and self.available(n, now)])
+        names = tuple([n for n in self.children if n != exclude and self.available(n, now)])
+        if (
+            exclude is None
+            and len(names) == len(self.children)
+            and all(b.closed for b in self.breakers.values())
+            and all(child.steady() for child in self.children.values())
+        ):
+            # Every child is available and stays so until a breaker or gate moves.
+            self._steady_at = self.runtime.health_changes
+        return names
 
     def known_rank(self, step: Step) -> Sequence[str] | None:
         """:meth:`rank` without awaiting, when the answer is remembered; else ``None``."""
@@ -342,6 +369,9 @@ class SupervisorNode:
     def candidate(self, track: Track, span: SpanHook | None) -> Node | None:
         """The child to try now: the current one if still available, else the next."""
         assert track.ranked is not None
+        if self._all_available():
+            ranked = track.ranked
+            return self.children[ranked[track.index]] if track.index < len(ranked) else None
         now = trio.current_time()
         while track.index < len(track.ranked):
             name = track.ranked[track.index]

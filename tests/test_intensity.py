@@ -149,6 +149,45 @@ async def test_crash_looping_leaf_trips_team_parent_handles_once(
     assert health["t/boss/spare"].failed == 0
 
 
+async def test_parent_routing_sees_a_child_trip_and_its_cooldown_end(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A team tripped during one goal is skipped by its parent for the next goals, and
+    offered again (as the probe) once its cooldown is over: routing remembers nothing stale."""
+    calls = Calls()
+    crash = failing_leaf("crash", calls, fail=3)
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            plan=[ov.Step("s", "process the order")],
+            children=[
+                ov.Tactical(
+                    "loop",
+                    "processes orders",
+                    children=[crash],
+                    retry=ov.Retry(attempts=10, backoff=ov.Backoff(initial=0.1, cap=0.1)),
+                    intensity=ov.Intensity(max_failures=2, within=60.0, cooldown=30.0),
+                ),
+                ov.Tactical(
+                    "spare", "processes orders", children=[failing_leaf("ok", calls, fail=0)]
+                ),
+            ],
+        ),
+    )
+    async with tree.running() as runner:
+        tripping = await (await runner.submit("go")).outcome()
+        after = await (await runner.submit("go")).outcome()
+        await trio.sleep(30.0)
+        assert (await (await runner.submit("go")).outcome()).ok
+    # Loop's crash leaf fails 3 times (trip), spare serves goals 1 and 2, then the probe
+    # after the cooldown reaches loop again, whose leaf now succeeds.
+    assert calls.names() == ["crash"] * 3 + ["ok", "ok", "crash"]
+    assert [f.error_type for f in tripping.failures][-1] == "SupervisorTripped"
+    assert after.ok
+    assert after.failures == ()  # not handed to loop only to bounce off its gate
+
+
 async def test_breaker_opens_and_routing_skips_child(autojump_clock: trio.abc.Clock) -> None:
     """After `failures` failures in a row a child's breaker opens and routing skips it until
     the cooldown is over; then one trial closes it again on success."""
