@@ -95,7 +95,16 @@ class Usage:
     ``total``, ``by_agent`` and ``by_layer`` are snapshots taken when read.
     """
 
-    __slots__ = ("_agents", "_layers", "_limited", "_total", "budget", "exhausted", "on_exhausted")
+    __slots__ = (
+        "_agents",
+        "_layers",
+        "_leaf",
+        "_limited",
+        "_total",
+        "budget",
+        "exhausted",
+        "on_exhausted",
+    )
 
     def __init__(
         self, *, budget: Budget | None = None, on_exhausted: Callable[[], None] | None = None
@@ -106,6 +115,7 @@ class Usage:
         self._total = _Tally()
         self._agents: dict[str, _Tally] = {}
         self._layers: dict[str, _Tally] = {}
+        self._leaf: _Tally | None = None  # self._layers["leaf"], once it exists
         self._limited = (
             self.budget.tokens is not None
             or self.budget.cost is not None
@@ -154,9 +164,16 @@ class Usage:
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
         self._total.attempts += 1
-        self._tally(self._agents, path).attempts += 1
-        self._tally(self._layers, "leaf").attempts += 1
-        self._check(path)
+        agent = self._agents.get(path)
+        if agent is None:
+            agent = self._agents[path] = _Tally()
+        agent.attempts += 1
+        leaf = self._leaf
+        if leaf is None:
+            leaf = self._leaf = self._tally(self._layers, "leaf")
+        leaf.attempts += 1
+        if self._limited:
+            self._check(path)
 
     @staticmethod
     def _tally(tallies: dict[str, _Tally], key: str) -> _Tally:

@@ -45,8 +45,9 @@ __all__ = ["try_once"]
 
 _HANDOFFS = (Handoff, UpwardHandoff)
 
-# One Context per attempt, from values already checked.
+# One Context and one Done per attempt, from values already checked.
 _new_context = trusted_constructor(Context)
+_new_done = trusted_constructor(Done)
 
 
 async def try_once(
@@ -207,7 +208,7 @@ async def try_once(
                 run,
                 span,
             )
-    return Done(output, definition.path)
+    return _new_done(output, definition.path, False)
 
 
 def _release(stats: list[int], breaker: CircuitBreaker | None, settled: bool) -> None:

@@ -103,7 +103,6 @@ class _Unit(Track):
 
     A re-run of its step makes a new unit that starts from the old one's track."""
 
-    key: str
     run: _StepRun
     item: int | None
     input: Any
@@ -114,6 +113,13 @@ class _Unit(Track):
     stale: bool = False
     output: Any = None
     started: float | None = None  # when the unit's first attempt started
+
+    @property
+    def key(self) -> str:
+        """The unit's name within its plan: the step's, with ``[i]`` for fan-out item i
+        (made when asked: most plans never need it)."""
+        step = self.run.step
+        return step.name if step.for_each is None else f"{step.name}[{self.item}]"
 
 
 @attrs.frozen
@@ -154,9 +160,9 @@ class PlanRun:
         # that ends can start nothing new unless it completed its step.
         self.idle = 0
         self.nursery: trio.Nursery | None = None
-        # Set while the plan's own task waits; a unit task sets it when the plan needs a
+        # The plan's own task while it waits; a unit task wakes it when the plan needs a
         # look (an error, the last step done, a retry or restart that waits for a time).
-        self.wakeup: trio.Event | None = None
+        self.waiter: trio.lowlevel.Task | None = None
         # The checkpoint key is needed to look up or write checkpoints, and to scope the
         # keys of a nested plan (a child that is a supervisor), which its reviews carry.
         self.keyed = (
@@ -180,14 +186,12 @@ class PlanRun:
                     if self.error is not None or self.finished_steps == len(self.steps):
                         break
                     wake = self._next_wake(now)
-                    self.wakeup = trio.Event()
                     if wake == math.inf:
                         # Nothing waits for a time: no cancel scope needed for the wait.
-                        await self.wakeup.wait()
+                        await self._sleep()
                     else:
                         with trio.move_on_at(wake):
-                            await self.wakeup.wait()
-                    self.wakeup = None
+                            await self._sleep()
                 if self.error is not None or self.running:
                     nursery.cancel_scope.cancel()  # stop what still runs (nothing, usually)
             if self.error is not None:
@@ -200,9 +204,24 @@ class PlanRun:
                 step_run.units = None
             self.nursery = None
 
+    async def _sleep(self) -> None:
+        """Wait for :meth:`_wake` (what a trio.Event does, minus one Event per wait).
+        Cancellation passes through."""
+        self.waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    @trio.lowlevel.enable_ki_protection
     def _wake(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup.set()
+        # Wakes that come while the plan's task is already awake are dropped: it looks
+        # at the whole plan before it sleeps again.
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     # -- launching ----------------------------------------------------------------------
 
@@ -239,10 +258,17 @@ class PlanRun:
         step_run.runs += 1
         step_run.phase = _Phase.RUNNING
         source = step.source
+        not_before = step_run.not_before
         if source is None:
             # One unit; when this task is an item of the parent's fan-out, so is the unit.
-            items: list[tuple[str, int | None, Any]] = [
-                (step.name, self.task.item, self.task.input)
+            step_run.units = [
+                _Unit(
+                    step=step.name,
+                    run=step_run,
+                    item=self.task.item,
+                    input=self.task.input,
+                    eligible_at=not_before,
+                )
             ]
         else:
             try:
@@ -250,18 +276,10 @@ class PlanRun:
             except Failure as exc:
                 self._fail(exc, step_run)
                 return
-            items = [(f"{step.name}[{i}]", i, value) for i, value in enumerate(values)]
-        step_run.units = [
-            _Unit(
-                step=step.name,
-                key=key,
-                run=step_run,
-                item=item,
-                input=value,
-                eligible_at=step_run.not_before,
-            )
-            for key, item, value in items
-        ]
+            step_run.units = [
+                _Unit(step=step.name, run=step_run, item=i, input=value, eligible_at=not_before)
+                for i, value in enumerate(values)
+            ]
         tracks = self.tracks
         if tracks:
             for unit in step_run.units:
