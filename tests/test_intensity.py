@@ -34,6 +34,30 @@ def flaky_team(calls: Calls, intensity: ov.Intensity) -> ov.Tree:
     )
 
 
+def loop_and_spare(calls: Calls, crash: ov.FunctionLeaf, intensity: ov.Intensity) -> ov.Tree:
+    """A strategic boss with two teams for the same step: ``loop`` (the leaf ``crash``,
+    retried 10 times under ``intensity``) ranked first, then ``spare`` (a leaf "ok")."""
+    return ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            plan=[ov.Step("s", "process the order")],
+            children=[
+                ov.Tactical(
+                    "loop",
+                    "processes orders",
+                    children=[crash],
+                    retry=ov.Retry(attempts=10, backoff=ov.Backoff(initial=0.1, cap=0.1)),
+                    intensity=intensity,
+                ),
+                ov.Tactical(
+                    "spare", "processes orders", children=[failing_leaf("ok", calls, fail=0)]
+                ),
+            ],
+        ),
+    )
+
+
 async def test_failures_spaced_beyond_window_are_survived(autojump_clock: trio.abc.Clock) -> None:
     """N failures, each alone in its window, never trip the supervisor."""
     calls = Calls()
@@ -114,24 +138,8 @@ async def test_crash_looping_leaf_trips_team_parent_handles_once(
     sees one failure of that team and reassigns the step; the sibling team is untouched."""
     calls = Calls()
     events: list[ov.SupervisionEvent] = []
-    tree = ov.Tree(
-        "t",
-        ov.Strategic(
-            "boss",
-            plan=[ov.Step("s", "process the order")],
-            children=[
-                ov.Tactical(
-                    "loop",
-                    "processes orders",
-                    children=[failing_leaf("crash", calls)],
-                    retry=ov.Retry(attempts=10, backoff=ov.Backoff(initial=0.1, cap=0.1)),
-                    intensity=ov.Intensity(max_failures=3, within=60.0),
-                ),
-                ov.Tactical(
-                    "spare", "processes orders", children=[failing_leaf("ok", calls, fail=0)]
-                ),
-            ],
-        ),
+    tree = loop_and_spare(
+        calls, failing_leaf("crash", calls), ov.Intensity(max_failures=3, within=60.0)
     )
     async with tree.running(on_event=events.append) as runner:
         outcome = await (await runner.submit("go")).outcome()
@@ -155,25 +163,10 @@ async def test_parent_routing_sees_a_child_trip_and_its_cooldown_end(
     """A team tripped during one goal is skipped by its parent for the next goals, and
     offered again (as the probe) once its cooldown is over: routing remembers nothing stale."""
     calls = Calls()
-    crash = failing_leaf("crash", calls, fail=3)
-    tree = ov.Tree(
-        "t",
-        ov.Strategic(
-            "boss",
-            plan=[ov.Step("s", "process the order")],
-            children=[
-                ov.Tactical(
-                    "loop",
-                    "processes orders",
-                    children=[crash],
-                    retry=ov.Retry(attempts=10, backoff=ov.Backoff(initial=0.1, cap=0.1)),
-                    intensity=ov.Intensity(max_failures=2, within=60.0, cooldown=30.0),
-                ),
-                ov.Tactical(
-                    "spare", "processes orders", children=[failing_leaf("ok", calls, fail=0)]
-                ),
-            ],
-        ),
+    tree = loop_and_spare(
+        calls,
+        failing_leaf("crash", calls, fail=3),
+        ov.Intensity(max_failures=2, within=60.0, cooldown=30.0),
     )
     async with tree.running() as runner:
         tripping = await (await runner.submit("go")).outcome()
