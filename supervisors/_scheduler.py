@@ -228,6 +228,8 @@ class PlanRun:
     def _next_wake(self, now: float) -> float:
         # Only future wake-ups: units eligible now but held back by max_parallel start when
         # a running unit reports, and waking for them would spin without yielding time.
+        if not self.idle:
+            return math.inf
         pending = [
             unit.eligible_at
             for s in self.steps
@@ -241,8 +243,9 @@ class PlanRun:
         for step_run in self.steps:
             if self.error is not None:
                 return
-            if step_run.phase is _Phase.WAITING and all(
-                self.by_name[d].phase is _Phase.DONE for d in step_run.step.after
+            after = step_run.step.after
+            if step_run.phase is _Phase.WAITING and (
+                not after or all(self.by_name[d].phase is _Phase.DONE for d in after)
             ):
                 self._expand(step_run, now)
             if step_run.idle and step_run.phase is _Phase.RUNNING and step_run.units is not None:
