@@ -132,9 +132,10 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "W4",
-            "telemetry_cost",
-            "tracing: 1,000 goals of 11 spans (one failed attempt each), tracing on, "
-            "against the raw SDK making the same spans in a bare trio loop (CPU time)",
+            "tracing",
+            "tracing: W1 (500 goals, 112 spans each) with tracing on, against bare trio "
+            "making the same spans with the raw SDK; cost per span = (on − off) ÷ spans, "
+            "CPU time",
             ("sdk", "overstory"),
             (
                 Figure("us_per_span", "µs per span", False, 1.3, 1),
@@ -147,11 +148,11 @@ WORKLOADS: dict[str, Workload] = {
                     baseline_key="us_per_span",
                 ),
                 Figure("spans_per_goal", "spans per goal", True),
-                Figure("goals_per_s_off", "goals/s, tracing off", True, compared=False),
-                Figure("goals_per_s_on", "goals/s, tracing on", True, compared=False),
+                Figure("leaf_calls_per_s_off", "leaf calls/s, tracing off", True, compared=False),
+                Figure("leaf_calls_per_s_on", "leaf calls/s, tracing on", True, compared=False),
             ),
-            args=("--goals", "1000", "--repeat", "5"),
-            quick=("--goals", "20", "--repeat", "1"),
+            args=("--goals", "500", "--repeat", "3"),
+            quick=("--goals", "4", "--repeat", "1"),
             baseline="sdk",
         ),
         Workload(

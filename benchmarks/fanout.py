@@ -218,7 +218,7 @@ def run_langgraph(args: argparse.Namespace, table: Table) -> dict[str, Any]:
     tries: dict[tuple[int, int, int], int] = {}
 
     # The functional form: this module's postponed annotations would hide the reducer.
-    State = TypedDict(  # type: ignore[misc]  # noqa: UP013
+    State = TypedDict(  # noqa: UP013
         "State", {"g": int, "results": Annotated[list[dict[str, Any]], operator.add]}
     )
 
@@ -278,9 +278,9 @@ def run_langgraph(args: argparse.Namespace, table: Table) -> dict[str, Any]:
 RUNNERS = {"trio": run_trio, "overstory": run_overstory, "langgraph": run_langgraph}
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(systems: tuple[str, ...] = SYSTEMS) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("system", choices=SYSTEMS)
+    p.add_argument("system", choices=systems)
     p.add_argument("--goals", type=int, default=500)
     p.add_argument("--in-flight", type=int, default=10)
     p.add_argument("--steps", type=int, default=10)

@@ -107,11 +107,11 @@ def run_overstory(args: argparse.Namespace) -> tuple[float, int]:
             # The last crash's restart may still be under way: wait for the instance.
             while True:
                 (health,) = [h for h in runner.health() if h.path == "restart/team/Crasher"]
-                if health.restarts >= args.restarts and health.live == 1:
+                if (health.restarts or 0) >= args.restarts and health.live == 1:
                     break
                 await trio.lowlevel.checkpoint()
             seconds = time.perf_counter() - start
-            restarts = health.restarts
+            restarts = health.restarts or 0
 
     trio.run(main)
     return seconds, restarts

@@ -100,7 +100,7 @@ def run_langgraph(args: argparse.Namespace) -> int:
 
     done = 0
     # The functional form: this module's postponed annotations would hide the reducer.
-    State = TypedDict(  # type: ignore[misc]  # noqa: UP013
+    State = TypedDict(  # noqa: UP013
         "State", {"results": Annotated[list[dict[str, Any]], operator.add]}
     )
 

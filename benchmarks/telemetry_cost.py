@@ -208,9 +208,10 @@ class RawSdkInstrumentation:
             "overstory.layer": layer.value,
             "overstory.path": path,
             "overstory.attempt": attempt,
-            "gen_ai.agent.description": description,
             **attributes,
         }
+        if description:
+            span_attributes["gen_ai.agent.description"] = description
         if step is not None:
             span_attributes["overstory.step"] = step
         links = [Link(previous.span.get_span_context())] if isinstance(previous, _RawSpan) else []

@@ -84,6 +84,29 @@ def test_tracing_sides_export_the_same_spans() -> None:
     assert sdk["spans_per_goal"] == overstory["spans_per_goal"] == 11
 
 
+def test_w4_sides_make_the_same_spans_on_w1s_shape() -> None:
+    """W4's bare-trio side makes as many spans per goal as overstory running W1 traced."""
+    args = ("--goals", "3", "--steps", "2", "--leaves", "3", "--repeat", "1")
+    sdk = run("tracing", "sdk", *args)
+    overstory = run("tracing", "overstory", *args)
+    assert (sdk["workload"], overstory["workload"]) == ("W4", "W4")
+    # The goal, the strategic supervisor, and per step a team span and one per leaf call.
+    assert sdk["spans_per_goal"] == overstory["spans_per_goal"] == 2 + 2 * (1 + 3)
+
+
+def test_w4_refuses_failures() -> None:
+    """W4 is W1 without failures: asking for a failure rate is an error, not a silent W2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tracing", "sdk", "--fail", "0.1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--fail must be 0" in done.stderr
+
+
 def test_tracing_benchmark_alone_prints_every_side() -> None:
     """Without a system the tracing benchmark measures every side, one JSON line per figure."""
     done = subprocess.run(
@@ -186,7 +209,7 @@ def test_suite_quick_run_of_tracing_and_daemon(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     text = readme.read_text()
     assert "| W4 | µs per span | raw SDK |" in text
-    assert "| W4 | spans per goal | raw SDK | 11 | 11 | 1.00× |" in text
+    assert "| W4 | spans per goal | raw SDK | 112 | 112 | 1.00× |" in text
     assert "| W6 | durable accepts/s |" in text
     summary = json.loads(results.read_text())["summary"]
     assert summary["W4 errors"] == summary["W6 errors"] == []
