@@ -24,6 +24,7 @@ from overstory._errors import ConfigurationError
 from overstory.daemon._auth import Tokens
 from overstory.daemon._config import Config, is_loopback
 from overstory.daemon._journal import Journal
+from overstory.daemon._lock import StateLock
 from overstory.daemon._service import Daemon
 from overstory.hierarchy._tree import Tree
 from overstory.telemetry._hooks import current_instrumentation
@@ -53,7 +54,9 @@ async def serve(
     gracefully when ``stop`` is set or, with ``handle_signals``, on the first SIGTERM or
     SIGINT (exit status 0); a second signal cancels everything at once (128 + signal
     number). Raises :class:`ConfigurationError` for a non-loopback host without
-    configured tokens, and what the journal or the tree raise on start.
+    configured tokens or a state directory another daemon serves from (see
+    :class:`~overstory.daemon._lock.StateLock`), and what the journal or the tree raise
+    on start.
     """
     if not is_loopback(config.host) and config.tokens_file is None:
         raise ConfigurationError(
@@ -62,6 +65,21 @@ async def serve(
             "--help`), or bind 127.0.0.1"
         )
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = StateLock(config.state_dir)
+    lock.acquire()
+    try:
+        return await _serve_locked(tree, config, handle_signals, stop, task_status)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(
+    tree: Tree,
+    config: Config,
+    handle_signals: bool,
+    stop: trio.Event | None,
+    task_status: trio.TaskStatus[str],
+) -> int:
     tokens = Tokens.load(config.state_dir, config.tokens_file)
     journal = await trio.to_thread.run_sync(
         partial(Journal.open, config.journal_path, tree=tree.name, synchronous=config.synchronous)

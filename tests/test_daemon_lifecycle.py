@@ -198,3 +198,32 @@ def test_a_decision_committed_before_a_crash_is_not_asked_again(tmp_path: Path) 
     assert [(r["id"], r["status"]) for r in reviews] == [(review["id"], "approved")]
     kinds = [e["kind"] for e in replayed["events"]]
     assert kinds == ["review.requested", "review.decided", "review.replayed"]
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    """While a daemon serves from a state directory another refuses to start there (exit 2,
+    naming the directory and the holder's pid) and the first keeps serving; once the first
+    is killed with SIGKILL, a new daemon starts there at once."""
+    state = tmp_path / "state"
+    first = Daemon(state, "slow")
+    with first:
+        assert first.process is not None
+        holder = first.process.pid
+        second = subprocess.run(
+            overstory("serve", first.target, "--port", "0", "--state-dir", str(state)),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"{state} is in use by another daemon (pid {holder})" in second.stderr
+        with first.client() as http:
+            assert http.get("/healthz").status_code == 200
+            goal = _submit(http)
+        first.signal(signal.SIGKILL)
+        first.wait()
+        first.start()
+        with first.client() as http:
+            wait_status(http, goal, {"succeeded"}, timeout=10)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from overstory._errors import ConfigurationError
 from overstory.daemon._api import ENDPOINTS, PUBLIC, openapi
 from overstory.daemon._auth import AuthError, Role, Tokens
 from overstory.daemon._config import Config, is_loopback
+from overstory.daemon._lock import StateLock
 from overstory.daemon._models import (
     InvalidBody,
     RejectReview,
@@ -251,3 +254,20 @@ def test_event_lines_and_tree_health_render_as_text() -> None:
         "  boss                 [strategic] in flight 1, done 0, failed 0",
         "    w                    [leaf] in flight 1, done 4, failed 2, breaker open, restarts 1",
     ]
+
+
+def test_the_state_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    """A second lock on a state directory is refused at once, naming the directory and the
+    holder's pid; once the holder releases it, the lock can be taken again."""
+    first = StateLock(tmp_path)
+    first.acquire()
+    second = StateLock(tmp_path)
+    with pytest.raises(
+        ConfigurationError, match=f"in use by another daemon \\(pid {os.getpid()}\\)"
+    ):
+        second.acquire()
+    first.release()
+    second.acquire()
+    assert (tmp_path / "lock").read_text() == f"{os.getpid()}\n"
+    second.release()
+    second.release()  # releasing twice is harmless
