@@ -42,7 +42,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -304,17 +304,30 @@ SIDES: dict[str | None, tuple[str, ...]] = {
 }
 
 
+def with_telemetry(
+    metrics: bool, measure: Callable[[ov.telemetry.Instrumentation], float]
+) -> tuple[float, int]:
+    """``measure`` under overstory's telemetry, exporting into an exporter that drops
+    the spans (and with an in-memory metric reader when ``metrics``): (its CPU seconds,
+    spans exported)."""
+    drop = Drop()
+    readers = [InMemoryMetricReader()] if metrics else []
+    telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=readers)
+    seconds = measure(telemetry.instrumentation)
+    telemetry.close()
+    return seconds, drop.count
+
+
 def measure_side(side: str, tree: ov.Tree, goals: int) -> tuple[float, int]:
     """One measurement of one side: (CPU seconds, spans exported)."""
     if side == "off":
         return trio.run(run_goals, tree, goals, _null()), 0
-    drop = Drop()
     if side in ("on", "on_metrics"):
-        readers = [InMemoryMetricReader()] if side == "on_metrics" else []
-        telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=readers)
-        seconds = trio.run(run_goals, tree, goals, telemetry.instrumentation)
-        telemetry.close()
-        return seconds, drop.count
+        return with_telemetry(
+            side == "on_metrics",
+            lambda instrumentation: trio.run(run_goals, tree, goals, instrumentation),
+        )
+    drop = Drop()
     processor = BatchSpanProcessor(drop)
     if side == "raw_hooks":
         seconds = trio.run(run_goals, tree, goals, RawSdkInstrumentation(processor))

@@ -32,13 +32,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import trio
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import overstory as ov
 from benchmarks import fanout
 from benchmarks._common import emit
-from benchmarks.telemetry_cost import Drop, RawSdkInstrumentation
+from benchmarks.telemetry_cost import Drop, RawSdkInstrumentation, with_telemetry
 
 SYSTEMS = ("sdk", "overstory")
 TREE = "fanout"  # the name fanout.build_tree gives its tree
@@ -171,13 +170,12 @@ def measure_side(side: str, args: argparse.Namespace, table: fanout.Table) -> tu
         return trio.run(overstory_goals, args, table, ov.telemetry.NULL_INSTRUMENTATION), 0
     if side == "bare":
         return trio.run(bare_goals, args, table, None), 0
-    drop = Drop()
     if side in ("on", "on_metrics"):
-        readers = [InMemoryMetricReader()] if side == "on_metrics" else []
-        telemetry = ov.telemetry.configure(exporter=drop, install=False, metric_readers=readers)
-        seconds = trio.run(overstory_goals, args, table, telemetry.instrumentation)
-        telemetry.close()
-        return seconds, drop.count
+        return with_telemetry(
+            side == "on_metrics",
+            lambda instrumentation: trio.run(overstory_goals, args, table, instrumentation),
+        )
+    drop = Drop()
     processor = BatchSpanProcessor(drop)
     seconds = trio.run(bare_goals, args, table, RawSdkInstrumentation(processor))
     processor.shutdown()  # type: ignore[no-untyped-call]
