@@ -2,10 +2,11 @@
 
 A frozen attrs class sets each field through ``object.__setattr__`` (the class forbids
 plain assignment), and runs its converters even when the value is already converted.
-The runtime builds a :class:`~overstory.Task`, a :class:`~overstory.Context` and a
-:class:`~overstory.StepRecord` for every leaf attempt, from values it produced itself,
-so it uses a constructor that writes the slots directly: the same object (equal, same
-hash, same repr) at about half the cost. Users keep the checked ``__init__``.
+The runtime builds a :class:`~overstory.Task`, a :class:`~overstory.Context` and an
+attempt's result for every leaf attempt, and a :class:`~overstory.StepRecord` for every
+unit of work, from values it produced itself, so it uses a constructor that writes the
+slots directly: the same object (equal, same hash, same repr) at about half the cost.
+Users keep the checked ``__init__``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -261,28 +261,21 @@ class PlanRun:
         step_run.runs += 1
         step_run.phase = _Phase.RUNNING
         source = step.source
-        not_before = step_run.not_before
+        items: Iterable[tuple[int | None, Any]]
         if source is None:
             # One unit; when this task is an item of the parent's fan-out, so is the unit.
-            step_run.units = [
-                _Unit(
-                    step=step.name,
-                    run=step_run,
-                    item=self.task.item,
-                    input=self.task.input,
-                    eligible_at=not_before,
-                )
-            ]
+            items = ((self.task.item, self.task.input),)
         else:
             try:
-                values = self._fan_out_values(step, *source)
+                items = enumerate(self._fan_out_values(step, *source))
             except Failure as exc:
                 self._fail(exc, step_run)
                 return
-            step_run.units = [
-                _Unit(step=step.name, run=step_run, item=i, input=value, eligible_at=not_before)
-                for i, value in enumerate(values)
-            ]
+        not_before = step_run.not_before
+        step_run.units = [
+            _Unit(step=step.name, run=step_run, item=item, input=value, eligible_at=not_before)
+            for item, value in items
+        ]
         tracks = self.tracks
         if tracks:
             for unit in step_run.units:

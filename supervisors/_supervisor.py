@@ -77,6 +77,9 @@ class SupervisorNode:
         # The runtime's health_changes when every child was last seen available and
         # steady: while it has not moved, routing need not ask them again.
         self._steady_at = -1
+        # A child not steady now, before any failure (an agent pool), never is: then no
+        # attempt need look again.
+        self._may_be_steady = all(child.steady() for child in self.children.values())
         self.breakers: dict[str, CircuitBreaker] = (
             {name: CircuitBreaker(spec.breaker) for name in self.children}
             if spec.breaker is not None
@@ -316,12 +319,13 @@ class SupervisorNode:
         return self._steady_at == self.runtime.health_changes
 
     def _available_names(self, exclude: str | None = None) -> tuple[str, ...]:
-        if exclude is None and self._steady_at == self.runtime.health_changes:
+        if exclude is None and self._all_available():
             return self._all_names
         now = trio.current_time()
         names = tuple([n for n in self.children if n != exclude and self.available(n, now)])
         if (
             exclude is None
+            and self._may_be_steady
             and len(names) == len(self.children)
             and all(b.closed for b in self.breakers.values())
             and all(child.steady() for child in self.children.values())
