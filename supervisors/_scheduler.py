@@ -143,6 +143,7 @@ class PlanRun:
         feedback: tuple[str, ...],
     ) -> None:
         self.sup = supervisor
+        self.sup_path = supervisor.path
         self.task = task
         self.ctx = ctx
         self.run_state = run
@@ -272,8 +273,18 @@ class PlanRun:
                 self._fail(exc, step_run)
                 return
         not_before = step_run.not_before
+        # Ranked once for the whole step while every child is known available (what each
+        # unit's first attempt would otherwise look up); else each unit ranks for itself.
+        ranked = self.sup.known_rank(step) if self.sup.all_available() else None
         step_run.units = [
-            _Unit(step=step.name, run=step_run, item=item, input=value, eligible_at=not_before)
+            _Unit(
+                step=step.name,
+                ranked=ranked,
+                run=step_run,
+                item=item,
+                input=value,
+                eligible_at=not_before,
+            )
             for item, value in items
         ]
         tracks = self.tracks
@@ -422,6 +433,22 @@ class PlanRun:
             self._wake()
             return
         now = trio.current_time()
+        if (
+            type(decision) is Done
+            and type(decision.output) is not UpwardHandoff
+            and not step_run.step.review
+        ):
+            # Most units end here: what _apply does for a plain success, minus its tests.
+            unit.done = True
+            unit.output = decision.output
+            self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+            step_run.finished += 1
+            if step_run.units is not None and step_run.finished == len(step_run.units):
+                self._complete(step_run)
+                self._wake()  # the plan's task starts what waited for this step
+            elif self.idle:
+                self._launch(now)
+            return
         finished = self.finished_steps
         plain = self._apply(unit, decision, now)
         if self.error is not None or self.finished_steps != finished or not plain:
@@ -477,7 +504,7 @@ class PlanRun:
         started = now if unit.started is None else unit.started
         self.run_state.steps.append(
             _new_record(
-                self.sup.path,  # supervisor
+                self.sup_path,  # supervisor
                 unit.run.step.name,  # step
                 status,  # status
                 agent,  # agent

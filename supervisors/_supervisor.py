@@ -74,9 +74,9 @@ class SupervisorNode:
         self.has_supervisor_children = any(isinstance(c, SupervisorNode) for c in children)
         self.gate = IntensityGate(spec.intensity)
         self._all_names = tuple(self.children)
-        # The runtime's health_changes when every child was last seen available and
-        # steady: while it has not moved, routing need not ask them again.
-        self._steady_at = -1
+        #: The runtime's health_changes when every child was last seen available and
+        #: steady: while it has not moved, routing need not ask them again.
+        self.steady_at = -1
         # A child not steady now, before any failure (an agent pool), never is: then no
         # attempt need look again.
         self._may_be_steady = all(child.steady() for child in self.children.values())
@@ -314,12 +314,13 @@ class SupervisorNode:
 
     # -- routing ------------------------------------------------------------------------
 
-    def _all_available(self) -> bool:
-        """Whether every child is available, known without asking each of them."""
-        return self._steady_at == self.runtime.health_changes
+    def all_available(self) -> bool:
+        """Whether every child is available, known without asking each of them (false
+        when unknown)."""
+        return self.steady_at == self.runtime.health_changes
 
     def _available_names(self, exclude: str | None = None) -> tuple[str, ...]:
-        if exclude is None and self._all_available():
+        if exclude is None and self.all_available():
             return self._all_names
         now = trio.current_time()
         names = tuple([n for n in self.children if n != exclude and self.available(n, now)])
@@ -331,7 +332,7 @@ class SupervisorNode:
             and all(child.steady() for child in self.children.values())
         ):
             # Every child is available and stays so until a breaker or gate moves.
-            self._steady_at = self.runtime.health_changes
+            self.steady_at = self.runtime.health_changes
         return names
 
     def known_rank(self, step: Step) -> Sequence[str] | None:
@@ -373,7 +374,7 @@ class SupervisorNode:
     def candidate(self, track: Track, span: SpanHook | None) -> Node | None:
         """The child to try now: the current one if still available, else the next."""
         assert track.ranked is not None
-        if self._all_available():
+        if self.all_available():
             ranked = track.ranked
             return self.children[ranked[track.index]] if track.index < len(ranked) else None
         now = trio.current_time()
