@@ -164,7 +164,10 @@ class Usage:
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
         self._total.attempts += 1
-        self._tally(self._agents, path).attempts += 1
+        agent = self._agents.get(path)  # what _tally does, minus a call per attempt
+        if agent is None:
+            agent = self._agents[path] = _Tally()
+        agent.attempts += 1
         leaf = self._leaf
         if leaf is None:
             leaf = self._leaf = self._tally(self._layers, "leaf")

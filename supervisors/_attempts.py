@@ -123,7 +123,7 @@ async def try_once(
             return decide(node, track, child, exc, run, span)
     name = definition.name
     breaker = node.breakers.get(name)
-    if breaker is not None:
+    if breaker is not None and not breaker.clean:
         breaker.begin()
     stats = node.stats[name]
     stats[0] += 1
@@ -176,7 +176,7 @@ async def try_once(
         if opened is not None:
             opened.__exit__(None, None, None)
         stats[1] += 1
-        if breaker is not None:
+        if breaker is not None and not breaker.clean:
             settled = True
             moved = breaker.success()
             if moved is not None:

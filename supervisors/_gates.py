@@ -107,13 +107,16 @@ class CircuitBreaker:
     the state it moved to, or ``None`` when the state did not change.
     """
 
-    __slots__ = ("_consecutive", "_opened_until", "_policy", "_state", "_trial", "closed")
+    __slots__ = ("_consecutive", "_opened_until", "_policy", "_state", "_trial", "clean", "closed")
 
     def __init__(self, policy: Breaker) -> None:
         self._policy = policy
         self._state = BreakerState.CLOSED
         #: Whether the state is CLOSED: routing asks this once per child per attempt.
         self.closed = True
+        #: CLOSED with no failure since the last success: then neither :meth:`begin` nor
+        #: :meth:`success` would change anything, and the hot path skips both calls.
+        self.clean = True
         self._consecutive = 0
         self._opened_until = 0.0
         self._trial = False
@@ -144,6 +147,7 @@ class CircuitBreaker:
     def success(self) -> BreakerState | None:
         self._consecutive = 0
         self._trial = False
+        self.clean = True
         if self._state is not BreakerState.CLOSED:
             self._state = BreakerState.CLOSED
             self.closed = True
@@ -153,6 +157,7 @@ class CircuitBreaker:
     def failure(self, now: float) -> BreakerState | None:
         self._consecutive += 1
         self._trial = False
+        self.clean = False
         if self._state is BreakerState.HALF_OPEN or (
             self._state is BreakerState.CLOSED and self._consecutive >= self._policy.failures
         ):

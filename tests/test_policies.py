@@ -140,3 +140,22 @@ def test_breaker_state_machine() -> None:
     assert breaker.available(22.5)
     breaker.begin()
     assert breaker.success() is BreakerState.CLOSED
+
+
+def test_breaker_is_clean_only_while_closed_without_a_failure_since_the_last_success() -> None:
+    """``clean`` (the hot path's licence to skip begin() and success()) holds while the
+    breaker is closed and no failure came after the last success, and never otherwise."""
+    breaker = CircuitBreaker(ov.Breaker(failures=2, cooldown=10.0))
+    assert breaker.clean
+    breaker.failure(0.0)
+    assert not breaker.clean and breaker.closed  # a success must still reset the count
+    breaker.success()
+    assert breaker.clean
+    breaker.failure(1.0)
+    breaker.failure(2.0)
+    assert not breaker.clean and not breaker.closed
+    breaker.refresh(12.0)
+    breaker.begin()
+    assert not breaker.clean and not breaker.available(12.0)
+    breaker.success()
+    assert breaker.clean and breaker.closed
