@@ -114,6 +114,7 @@ def run_trio(args: argparse.Namespace, table: Table) -> dict[str, Any]:
 
 
 def build_tree(args: argparse.Namespace, table: Table) -> Any:
+    import attrs
     import trio
 
     import overstory as ov
@@ -136,15 +137,12 @@ def build_tree(args: argparse.Namespace, table: Table) -> Any:
     strategic: dict[str, Any] = {}
     if args.fail > 0:
         # Only retries are compared: no breaker, no intensity trip, and an escalated
-        # team is not reassigned to another team (the step is pinned to its team).
-        policies = {
-            "retry": ov.Retry(
-                attempts=args.attempts, backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0)
-            ),
-            "intensity": ov.Intensity(max_failures=10**9),
-            "breaker": None,
-        }
-        strategic = {**policies, "router": pinned}
+        # team is not reassigned to another team (the goal fails, as in bare trio).
+        retry = ov.Retry(
+            attempts=args.attempts, backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0)
+        )
+        policies = {"retry": retry, "intensity": ov.Intensity(max_failures=10**9), "breaker": None}
+        strategic = {**policies, "retry": attrs.evolve(retry, reassign=False)}
     teams = [
         ov.Tactical(
             f"t{s}",
@@ -162,11 +160,6 @@ def build_tree(args: argparse.Namespace, table: Table) -> Any:
         **strategic,
     )
     return ov.Tree("fanout", root), counter
-
-
-async def pinned(request: Any, candidates: Any) -> list[str]:
-    """A router that offers only the step's explicit target (no reassignment)."""
-    return [request.to] if request.to else [c.name for c in candidates]
 
 
 def run_overstory(args: argparse.Namespace, table: Table) -> dict[str, Any]:

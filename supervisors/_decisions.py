@@ -11,7 +11,15 @@ from overstory._errors import Failure
 from overstory.hierarchy._task import Handoff
 from overstory.telemetry._hooks import SpanHook
 
-__all__ = ["Decision", "Done", "Escalate", "RetryLater", "Track", "UpwardHandoff"]
+__all__ = [
+    "RETRY_AT_ONCE",
+    "Decision",
+    "Done",
+    "Escalate",
+    "RetryLater",
+    "Track",
+    "UpwardHandoff",
+]
 
 
 @attrs.frozen
@@ -37,6 +45,10 @@ class RetryLater:
     """Try again after ``delay`` seconds: on the same child, or the next after a reassignment."""
 
     delay: float
+
+
+#: The decision to retry without waiting (one object: it is the common one).
+RETRY_AT_ONCE = RetryLater(0.0)
 
 
 @attrs.frozen

@@ -15,10 +15,9 @@ from overstory._errors import (
     BudgetExhausted,
     CandidatesExhausted,
     Escalation,
-    Fatal,
     SupervisorTripped,
 )
-from overstory.supervisors._decisions import Decision, Escalate, RetryLater, Track
+from overstory.supervisors._decisions import RETRY_AT_ONCE, Decision, Escalate, RetryLater, Track
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._runtime import GoalRun, Node
 from overstory.telemetry._hooks import SpanHook
@@ -52,7 +51,7 @@ def decide(
         span, goal_id=run.goal_id, step=step, agent=definition.path, error_type=error_type
     )
     retry = node.spec.retry
-    if isinstance(error, (Fatal, *retry.fatal)) or getattr(error, "fatal", False):
+    if isinstance(error, node.fatal_types) or getattr(error, "fatal", False):
         return escalate(
             node,
             Escalation(node.path, step, f"fatal failure in {definition.path}: {error}", fatal=True),
@@ -78,19 +77,34 @@ def decide(
         and node.available(definition.name, now, span)
     ):
         delay = retry.backoff.delay(track.attempt - 1, node.runtime.rng.random())
-        node.runtime.report(
+        if node.runtime.listening:  # a failure storm retries thousands of times
+            node.runtime.report(
+                span,
+                EventKind.RETRY,
+                node.path,
+                goal_id=run.goal_id,
+                step=step,
+                attempt=track.attempt,
+                agent=definition.path,
+                delay=delay,
+                error_type=error_type,
+                message=str(error),
+            )
+        return RETRY_AT_ONCE if delay == 0.0 else RetryLater(delay)
+    if not retry.reassign:
+        return escalate(
+            node,
+            Escalation(
+                node.path,
+                step,
+                f"{definition.path} failed ({track.total} attempts) and reassignment is "
+                f"off; last: {error_type}: {error}",
+            ),
+            error,
+            track,
+            run,
             span,
-            EventKind.RETRY,
-            node.path,
-            goal_id=run.goal_id,
-            step=step,
-            attempt=track.attempt,
-            agent=definition.path,
-            delay=delay,
-            error_type=error_type,
-            message=str(error),
         )
-        return RetryLater(delay)
     track.index += 1
     track.attempt = 0
     following = node.candidate(track, span)
@@ -107,7 +121,7 @@ def decide(
             error_type=error_type,
             message=str(error),
         )
-        return RetryLater(0.0)
+        return RETRY_AT_ONCE
     return escalate(
         node,
         CandidatesExhausted(

@@ -102,11 +102,15 @@ class Retry:
 
     ``attempts`` counts the first try: ``attempts=1`` means no retry. ``fatal`` lists
     exception types that are never retried or reassigned (like raising :class:`Fatal`).
+    ``reassign=False`` keeps a unit of work on the child routing chose: once that child
+    has used its attempts, has its breaker open, or (a team) escalated, the supervisor
+    escalates instead of trying the next candidate (OTP's supervisors never reassign).
     """
 
     attempts: int = attrs.field(default=3, validator=at_least(1))
     backoff: Backoff = attrs.field(factory=Backoff, validator=attrs.validators.instance_of(Backoff))
     fatal: tuple[type[BaseException], ...] = attrs.field(default=(), converter=to_tuple)
+    reassign: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):

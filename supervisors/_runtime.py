@@ -203,13 +203,31 @@ def _format_stack(walk: tuple[Any, ...]) -> str:
 
 
 def _line_at(code: CodeType, offset: int) -> int | None:
-    """The line of the instruction at ``offset``, as ``tb_lineno`` computes it."""
+    """The line of the instruction at ``offset``, as ``tb_lineno`` computes it.
+
+    Remembered per process: finding it walks the code's whole line table, which for a
+    large function was most of the cost of rendering a failure. The memo holds each
+    code object it names, so no id in it is ever reused; it is emptied when full."""
+    key = (id(code), offset)
+    known = _LINES.get(key)
+    if known is not None:
+        return known[1]
+    line: int | None = None
     if offset < 0:
-        return code.co_firstlineno
-    for start, end, line in code.co_lines():
-        if start <= offset < end:
-            return line
-    return None
+        line = code.co_firstlineno
+    else:
+        for start, end, at in code.co_lines():
+            if start <= offset < end:
+                line = at
+                break
+    if len(_LINES) >= _LINES_SIZE:
+        _LINES.clear()
+    _LINES[key] = (code, line)
+    return line
+
+
+_LINES: dict[tuple[int, int], tuple[CodeType, int | None]] = {}
+_LINES_SIZE = 4096
 
 
 # A failure record's fields, with its traceback still to format (a snapshot) or formatted.

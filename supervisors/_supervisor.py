@@ -23,6 +23,7 @@ import trio
 from overstory._errors import (
     BudgetExhausted,
     Escalation,
+    Fatal,
     NoCandidate,
     PlanError,
     ReviewRejected,
@@ -73,6 +74,8 @@ class SupervisorNode:
         # Only a supervisor child runs a plan of its own, whose keys need this one's prefix.
         self.has_supervisor_children = any(isinstance(c, SupervisorNode) for c in children)
         self.gate = IntensityGate(spec.intensity)
+        #: What fails a unit at once, never retried or reassigned.
+        self.fatal_types: tuple[type[BaseException], ...] = (Fatal, *spec.retry.fatal)
         self._all_names = tuple(self.children)
         #: The runtime's health_changes when every child was last seen available and
         #: steady: while it has not moved, routing need not ask them again.

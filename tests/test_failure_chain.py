@@ -226,3 +226,20 @@ async def test_a_traceback_limit_applies_as_in_format_traceback(
     run = _run()
     run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
     assert run.failures[0].traceback == expected
+
+
+def _two_lines(first: bool) -> None:
+    if first:
+        raise ValueError("from the first raise")
+    raise ValueError("from the second raise")
+
+
+async def test_lines_stay_right_when_one_function_fails_at_two_places_in_many_goals() -> None:
+    """Line numbers, remembered per code object and offset across goals, still match
+    format_traceback for two raises in one function, read in alternating goals."""
+    for first in (True, False, True, False):
+        error = _caught(lambda first=first: _two_lines(first))  # type: ignore[misc]
+        expected = format_traceback(error)
+        run = _run()
+        run.fail(path="p", layer="leaf", step="s", attempt=1, error=error)
+        assert run.failures[0].traceback == expected

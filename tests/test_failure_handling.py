@@ -62,6 +62,63 @@ async def test_reassign_after_attempts_exhausted(autojump_clock: trio.abc.Clock)
     assert (record.agent, record.attempts) == ("t/team/b", 4)
 
 
+async def test_no_reassignment_escalates_once_the_routed_child_is_spent(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """With ``Retry(reassign=False)`` a unit stays on the child routing chose: after its
+    attempts the supervisor escalates, and the next candidate is never called."""
+    calls = Calls()
+    events: list[ov.SupervisionEvent] = []
+    retry = ov.Retry(attempts=2, backoff=FAST.backoff, reassign=False)
+    tree = ov.Tree(
+        "t",
+        team(failing_leaf("a", calls), failing_leaf("b", calls, fail=0), retry=retry),
+    )
+    outcome = await tree.run("work", on_event=events.append)
+    assert outcome.status is ov.Status.FAILED
+    assert calls.log == [("a", 1), ("a", 2)]
+    assert events_of(events, ov.EventKind.REASSIGN) == []
+    chain = [(f.path, f.error_type) for f in outcome.failures]
+    assert chain == [
+        ("t/team/a", "RuntimeError"),
+        ("t/team/a", "RuntimeError"),
+        ("t/team", "Escalation"),
+    ]
+    assert "reassignment is off" in outcome.failures[-1].message
+
+
+async def test_no_reassignment_keeps_an_escalated_step_off_the_other_teams(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A strategic supervisor with ``reassign=False`` escalates a team's escalation
+    instead of handing the step to the next team, which never runs."""
+    calls = Calls()
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            plan=[ov.Step("s", "handle the ticket")],
+            children=[
+                ov.Tactical("red", "ticket team", children=[failing_leaf("r", calls)], retry=FAST),
+                ov.Tactical(
+                    "blue", "ticket team", children=[failing_leaf("b", calls, fail=0)], retry=FAST
+                ),
+            ],
+            retry=ov.Retry(reassign=False),
+        ),
+    )
+    outcome = await tree.run("go")
+    assert outcome.status is ov.Status.FAILED
+    assert calls.names() == ["r", "r", "r"]
+    assert [f.path for f in outcome.failures][-2:] == ["t/boss/red", "t/boss"]
+
+
+def test_reassign_must_be_a_bool() -> None:
+    """``Retry(reassign=...)`` takes a bool only, so a typo cannot silently keep the default."""
+    with pytest.raises(TypeError, match="reassign"):
+        ov.Retry(reassign="no")  # type: ignore[arg-type]
+
+
 async def test_escalation_at_root_fails_goal_with_chain(autojump_clock: trio.abc.Clock) -> None:
     """When every candidate fails the root escalates and the goal FAILS with the whole chain."""
     calls = Calls()

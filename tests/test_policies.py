@@ -148,14 +148,18 @@ def test_breaker_is_clean_only_while_closed_without_a_failure_since_the_last_suc
     breaker = CircuitBreaker(ov.Breaker(failures=2, cooldown=10.0))
     assert breaker.clean
     breaker.failure(0.0)
-    assert not breaker.clean and breaker.closed  # a success must still reset the count
+    assert not breaker.clean  # a success must still reset the count
+    assert breaker.closed
     breaker.success()
     assert breaker.clean
     breaker.failure(1.0)
     breaker.failure(2.0)
-    assert not breaker.clean and not breaker.closed
+    assert not breaker.clean
+    assert not breaker.closed
     breaker.refresh(12.0)
     breaker.begin()
-    assert not breaker.clean and not breaker.available(12.0)
+    assert not breaker.clean
+    assert not breaker.available(12.0)
     breaker.success()
-    assert breaker.clean and breaker.closed
+    assert breaker.clean
+    assert breaker.closed
