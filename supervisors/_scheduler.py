@@ -20,15 +20,13 @@ rejected is scoped ``"{path}~{round}>"``, a re-plan after an escalation ``"{path
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
-from overstory._errors import Escalation, Failure, NoCandidate, ReviewRejected
+from overstory._errors import Escalation, Failure, NoCandidate
 from overstory._trusted import trusted_constructor
 from overstory.hierarchy._context import Context
 from overstory.hierarchy._outcome import Status, StepRecord
@@ -40,13 +38,13 @@ from overstory.supervisors._decisions import (
     Done,
     Escalate,
     RetryLater,
-    Track,
     UpwardHandoff,
 )
 from overstory.supervisors._events import EventKind
 from overstory.supervisors._policies import Strategy
-from overstory.supervisors._review import Verdict, review
 from overstory.supervisors._runtime import GoalRun, key_scope, within_key
+from overstory.supervisors._step_review import review_step
+from overstory.supervisors._units import Phase, StepRun, Unit, resume_track
 from overstory.telemetry._hooks import SpanHook
 
 if TYPE_CHECKING:
@@ -61,72 +59,6 @@ _UNIT_TASK_NAME = f"{__name__}.PlanRun.unit"
 # One Task per attempt and one StepRecord per unit, from values already checked.
 _new_task = trusted_constructor(Task)
 _new_record = trusted_constructor(StepRecord)
-
-
-class _Phase(enum.Enum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    REVIEWING = "reviewing"
-    DONE = "done"
-
-
-@attrs.define(eq=False)
-class _StepRun:
-    step: Step
-    index: int
-    phase: _Phase = _Phase.WAITING
-    units: list[_Unit] | None = None
-    output: Any = None
-    feedback: list[str] = attrs.field(factory=list)
-    reviews: int = 0
-    runs: int = 0
-    running: int = 0
-    # Units neither done nor running: the only ones ``_launch`` has to look at.
-    idle: int = 0
-    not_before: float = -math.inf
-    # Units done in the current run of the step.
-    finished: int = 0
-    # What every unit of the current run hands its agent (set when the step expands).
-    outputs: Mapping[str, Any] | None = None
-    unit_feedback: tuple[str, ...] = ()
-    task_to: str | None = None  # what is left of ``step.to`` below this supervisor
-    review_scope: trio.CancelScope | None = None
-    review_label: str | None = None
-    # Records of units whose step waits for review; written once the reviewer answers.
-    unreviewed: list[tuple[_Unit, str | None, float, bool]] = attrs.field(factory=list)
-
-
-@attrs.define(eq=False, kw_only=True)
-class _Unit(Track):
-    """One unit of work, and (as a :class:`Track`) its routing and retry state: one
-    object per unit, since a tree at scale holds a hundred thousand of them at once.
-
-    A re-run of its step makes a new unit that starts from the old one's track."""
-
-    run: _StepRun
-    item: int | None
-    input: Any
-    eligible_at: float
-    active: bool = False  # an attempt is running
-    scope: trio.CancelScope | None = None  # only when a group restart may cancel it
-    done: bool = False
-    stale: bool = False
-    output: Any = None
-    started: float | None = None  # when the unit's first attempt started
-
-    @property
-    def key(self) -> str:
-        """The unit's name within its plan: the step's, with ``[i]`` for fan-out item i
-        (made when asked: most plans never need it)."""
-        step = self.run.step
-        return step.name if step.for_each is None else f"{step.name}[{self.item}]"
-
-
-@attrs.frozen
-class _Reviewed:
-    step: _StepRun
-    verdict: Verdict | None  # None: the scheduler cancelled the review
-    error: Failure | None = None
 
 
 class PlanRun:
@@ -149,9 +81,9 @@ class PlanRun:
         self.run_state = run
         self.span = span
         self.feedback = ctx.feedback + feedback
-        self.steps = [_StepRun(step, index) for index, step in enumerate(steps)]
+        self.steps = [StepRun(step, index) for index, step in enumerate(steps)]
         self.by_name = {s.step.name: s for s in self.steps}
-        self.tracks: dict[str, _Unit] = {}
+        self.tracks: dict[str, Unit] = {}
         self.running = 0
         self.limit = supervisor.spec.max_parallel
         self.cancellable = supervisor.spec.strategy is not Strategy.ONE_FOR_ONE
@@ -217,7 +149,7 @@ class PlanRun:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
     @trio.lowlevel.enable_ki_protection
-    def _wake(self) -> None:
+    def wake(self) -> None:
         # Wakes that come while the plan's task is already awake are dropped: it looks
         # at the whole plan before it sleeps again.
         waiter, self.waiter = self.waiter, None
@@ -234,7 +166,7 @@ class PlanRun:
         pending = [
             unit.eligible_at
             for s in self.steps
-            if s.idle and s.phase is _Phase.RUNNING and s.units is not None
+            if s.idle and s.phase is Phase.RUNNING and s.units is not None
             for unit in s.units
             if not unit.done and not unit.active and unit.eligible_at > now
         ]
@@ -245,11 +177,11 @@ class PlanRun:
             if self.error is not None:
                 return
             after = step_run.step.after
-            if step_run.phase is _Phase.WAITING and (
-                not after or all(self.by_name[d].phase is _Phase.DONE for d in after)
+            if step_run.phase is Phase.WAITING and (
+                not after or all(self.by_name[d].phase is Phase.DONE for d in after)
             ):
                 self._expand(step_run, now)
-            if step_run.idle and step_run.phase is _Phase.RUNNING and step_run.units is not None:
+            if step_run.idle and step_run.phase is Phase.RUNNING and step_run.units is not None:
                 cap = step_run.step.max_parallel or self.limit
                 for unit in step_run.units:
                     if self.running >= self.limit or step_run.running >= cap:
@@ -257,10 +189,10 @@ class PlanRun:
                     if not unit.done and not unit.active and unit.eligible_at <= now:
                         self._start(unit, now)
 
-    def _expand(self, step_run: _StepRun, now: float) -> None:
+    def _expand(self, step_run: StepRun, now: float) -> None:
         step = step_run.step
         step_run.runs += 1
-        step_run.phase = _Phase.RUNNING
+        step_run.phase = Phase.RUNNING
         source = step.source
         items: Iterable[tuple[int | None, Any]]
         if source is None:
@@ -270,14 +202,14 @@ class PlanRun:
             try:
                 items = enumerate(self._fan_out_values(step, *source))
             except Failure as exc:
-                self._fail(exc, step_run)
+                self.fail(exc, step_run)
                 return
         not_before = step_run.not_before
         # Ranked once for the whole step while every child is known available (what each
         # unit's first attempt would otherwise look up); else each unit ranks for itself.
         ranked = self.sup.known_rank(step) if self.sup.all_available() else None
         step_run.units = [
-            _Unit(
+            Unit(
                 step=step.name,
                 ranked=ranked,
                 run=step_run,
@@ -290,7 +222,7 @@ class PlanRun:
         tracks = self.tracks
         if tracks:
             for unit in step_run.units:
-                _resume_track(unit, tracks.get(unit.key))
+                resume_track(unit, tracks.get(unit.key))
         if step.review or self.sup.spec.strategy is not Strategy.ONE_FOR_ONE:
             # Only these re-run a step: remember each unit's track for the next run.
             for unit in step_run.units:
@@ -327,7 +259,7 @@ class PlanRun:
             )
         return list(value)
 
-    def _start(self, unit: _Unit, now: float) -> None:
+    def _start(self, unit: Unit, now: float) -> None:
         assert self.nursery is not None
         unit.active = True
         if unit.started is None:
@@ -344,7 +276,7 @@ class PlanRun:
         else:
             self.nursery.start_soon(self._unit_task, unit, name=_UNIT_TASK_NAME)
 
-    async def _unit_task(self, unit: _Unit) -> None:
+    async def _unit_task(self, unit: Unit) -> None:
         # one_for_one never cancels a running unit (a rejected review re-runs a step
         # whose units are all done), so the unit needs no cancel scope of its own.
         decision = await self._attempt(unit)
@@ -357,13 +289,13 @@ class PlanRun:
             decision = await self._attempt(unit)
         self._ended(unit, decision)
 
-    async def _cancellable_unit_task(self, unit: _Unit, scope: trio.CancelScope) -> None:
+    async def _cancellable_unit_task(self, unit: Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
         with scope:
             decision = await self._attempt(unit)
         self._ended(unit, decision)
 
-    def _attempt(self, unit: _Unit) -> Awaitable[Decision]:
+    def _attempt(self, unit: Unit) -> Awaitable[Decision]:
         # Returns the attempt's coroutine rather than awaiting it: one frame less per unit.
         step_run = unit.run
         step = step_run.step
@@ -391,7 +323,7 @@ class PlanRun:
             step_run.unit_feedback,
         )
 
-    async def _keyed_attempt(self, unit: _Unit, task: Task) -> Decision:
+    async def _keyed_attempt(self, unit: Unit, task: Task) -> Decision:
         run = self.run_state
         step_run = unit.run
         key = key_scope() + f"{self.sup.path}#{unit.key}"
@@ -421,7 +353,7 @@ class PlanRun:
 
     # -- applying notices ---------------------------------------------------------------
 
-    def _ended(self, unit: _Unit, decision: Decision | None) -> None:
+    def _ended(self, unit: Unit, decision: Decision | None) -> None:
         """Apply how ``unit``'s attempt ended (``None``: the scheduler cancelled it), start
         what that lets start, and wake the plan's task unless this was a plain success."""
         step_run = unit.run
@@ -430,7 +362,7 @@ class PlanRun:
         unit.active = False
         unit.scope = None
         if unit.stale or decision is None:
-            self._wake()
+            self.wake()
             return
         now = trio.current_time()
         if (
@@ -441,11 +373,11 @@ class PlanRun:
             # Most units end here: what _apply does for a plain success, minus its tests.
             unit.done = True
             unit.output = decision.output
-            self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+            self.record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
             step_run.finished += 1
             if step_run.units is not None and step_run.finished == len(step_run.units):
                 self._complete(step_run)
-                self._wake()  # the plan's task starts what waited for this step
+                self.wake()  # the plan's task starts what waited for this step
             elif self.idle:
                 self._launch(now)
             return
@@ -453,11 +385,11 @@ class PlanRun:
         plain = self._apply(unit, decision, now)
         if self.error is not None or self.finished_steps != finished or not plain:
             # The plan's task expands what now may run and reschedules its wake-up.
-            self._wake()
+            self.wake()
         elif self.idle:
             self._launch(now)  # start units held back by max_parallel
 
-    def _apply(self, unit: _Unit, decision: Decision, now: float) -> bool:
+    def _apply(self, unit: Unit, decision: Decision, now: float) -> bool:
         """Apply ``decision``; returns whether it was a success with nothing to wait for."""
         if isinstance(decision, Done):
             if isinstance(decision.output, UpwardHandoff) and len(self.steps) > 1:
@@ -467,8 +399,8 @@ class PlanRun:
                     unit.run.step.name,
                     f"no agent fits the hand-off to {handoff.to or handoff.goal!r}",
                 )
-                self._record(unit, Status.FAILED, decision.agent, now)
-                self._fail(error, unit.run)
+                self.record(unit, Status.FAILED, decision.agent, now)
+                self.fail(error, unit.run)
                 return False
             unit.done = True
             unit.output = decision.output
@@ -476,15 +408,15 @@ class PlanRun:
             if step_run.step.review:
                 step_run.unreviewed.append((unit, decision.agent, now, decision.resumed))
             else:
-                self._record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
+                self.record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
             step_run.finished += 1
             if step_run.units is not None and step_run.finished == len(step_run.units):
                 self._complete(step_run)
-                return step_run.phase is _Phase.DONE
+                return step_run.phase is Phase.DONE
             return True
         if isinstance(decision, Escalate):
-            self._record(unit, Status.FAILED, None, now)
-            self._fail(decision.error, unit.run)
+            self.record(unit, Status.FAILED, None, now)
+            self.fail(decision.error, unit.run)
             return False
         unit.eligible_at = now + decision.delay
         unit.run.idle += 1
@@ -493,13 +425,8 @@ class PlanRun:
             self._group_restart(unit.run, now + decision.delay)
         return False
 
-    def _record_reviewed(self, step_run: _StepRun) -> None:
-        for unit, agent, ended, resumed in step_run.unreviewed:
-            self._record(unit, Status.SUCCEEDED, agent, ended, resumed=resumed)
-        step_run.unreviewed.clear()
-
-    def _record(
-        self, unit: _Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
+    def record(
+        self, unit: Unit, status: Status, agent: str | None, now: float, *, resumed: bool = False
     ) -> None:
         started = now if unit.started is None else unit.started
         self.run_state.steps.append(
@@ -518,96 +445,29 @@ class PlanRun:
             )
         )
 
-    def _fail(self, error: Failure, step_run: _StepRun) -> None:
+    def fail(self, error: Failure, step_run: StepRun) -> None:
         if self.error is None:
             self.error = error
 
-    def _complete(self, step_run: _StepRun) -> None:
+    def _complete(self, step_run: StepRun) -> None:
         units = step_run.units or []
         output = units[0].output if step_run.step.for_each is None else [u.output for u in units]
         step_run.output = output
         if not step_run.step.review or isinstance(output, UpwardHandoff):
-            self._done(step_run)
+            self.done(step_run)
             return
-        step_run.phase = _Phase.REVIEWING
+        step_run.phase = Phase.REVIEWING
         step_run.review_scope = trio.CancelScope()
         assert self.nursery is not None
-        self.nursery.start_soon(self._review_task, step_run, step_run.review_scope)
+        self.nursery.start_soon(review_step, self, step_run, step_run.review_scope)
 
-    async def _review_task(self, step_run: _StepRun, scope: trio.CancelScope) -> None:
-        notice = _Reviewed(step_run, None)
-        with scope:
-            units = step_run.units or []
-            agents = {u.ranked[u.index] for u in units if u.ranked}
-            try:
-                verdict = await review(
-                    self.sup,
-                    self.run_state,
-                    self.span,
-                    step=step_run.step.name,
-                    agent=", ".join(f"{self.sup.path}/{a}" for a in sorted(agents)),
-                    output=step_run.output,
-                    round=step_run.reviews + 1,
-                    key=key_scope() + f"{self.sup.path}#{step_run.step.name}",
-                )
-            except Failure as exc:
-                notice = _Reviewed(step_run, None, exc)
-            else:
-                notice = _Reviewed(step_run, verdict)
-        self._reviewed(notice)
-        self._wake()
-
-    def _done(self, step_run: _StepRun) -> None:
-        step_run.phase = _Phase.DONE
+    def done(self, step_run: StepRun) -> None:
+        step_run.phase = Phase.DONE
         self.finished_steps += 1
-
-    def _reviewed(self, notice: _Reviewed) -> None:
-        step_run = notice.step
-        if step_run.review_scope is None or step_run.phase is not _Phase.REVIEWING:
-            return  # a group restart cancelled this review
-        step_run.review_scope = None
-        if notice.error is not None:
-            self.run_state.fail(
-                path=self.sup.path,
-                layer=self.sup.definition.layer.value,
-                step=step_run.step.name,
-                attempt=step_run.reviews + 1,
-                error=notice.error,
-            )
-            self._fail(notice.error, step_run)
-            return
-        verdict = notice.verdict
-        if verdict is None:
-            return
-        step_run.reviews += 1
-        step_run.review_label = verdict.label
-        self._record_reviewed(step_run)
-        if verdict.accepted:
-            step_run.output = verdict.output
-            self._done(step_run)
-            return
-        if step_run.reviews >= self.sup.spec.max_review_rounds:
-            error = ReviewRejected(
-                self.sup.path,
-                f"step {step_run.step.name!r} rejected {step_run.reviews} times; "
-                f"last feedback: {verdict.feedback}",
-            )
-            self.run_state.fail(
-                path=self.sup.path,
-                layer=self.sup.definition.layer.value,
-                step=step_run.step.name,
-                attempt=step_run.reviews,
-                error=error,
-                with_traceback=False,
-            )
-            self._fail(error, step_run)
-            return
-        step_run.feedback.append(verdict.feedback)
-        self._invalidate(step_run, trio.current_time())
 
     # -- restart strategies -------------------------------------------------------------
 
-    def _group_restart(self, failed: _StepRun, not_before: float) -> None:
+    def _group_restart(self, failed: StepRun, not_before: float) -> None:
         strategy = self.sup.spec.strategy
         affected = [
             s for s in self.steps if strategy is Strategy.ONE_FOR_ALL or s.index >= failed.index
@@ -622,9 +482,9 @@ class PlanRun:
             message=f"{strategy.value}: re-running {', '.join(s.step.name for s in affected)}",
         )
         for step_run in affected:
-            self._invalidate(step_run, not_before)
+            self.invalidate(step_run, not_before)
 
-    def _invalidate(self, step_run: _StepRun, not_before: float) -> None:
+    def invalidate(self, step_run: StepRun, not_before: float) -> None:
         """Stop a step's running units and review, drop its output, and let it re-run
         (from scratch, with its fan-out re-expanded) once ``not_before`` has passed."""
         for unit in step_run.units or ():
@@ -634,7 +494,7 @@ class PlanRun:
         if step_run.review_scope is not None:
             step_run.review_scope.cancel()
             step_run.review_scope = None
-        if step_run.phase is _Phase.DONE:
+        if step_run.phase is Phase.DONE:
             self.finished_steps -= 1
         step_run.units = None
         self.idle -= step_run.idle
@@ -642,14 +502,5 @@ class PlanRun:
         step_run.finished = 0
         step_run.unreviewed.clear()
         step_run.output = None
-        step_run.phase = _Phase.WAITING
+        step_run.phase = Phase.WAITING
         step_run.not_before = not_before
-
-
-def _resume_track(unit: _Unit, previous: _Unit | None) -> None:
-    if previous is not None:
-        unit.ranked = previous.ranked
-        unit.index = previous.index
-        unit.attempt = previous.attempt
-        unit.total = previous.total
-        unit.previous = previous.previous

@@ -13,7 +13,8 @@ import trio.lowlevel
 
 import overstory as ov
 from overstory.supervisors._runtime import GoalRun
-from overstory.supervisors._scheduler import PlanRun, _StepRun
+from overstory.supervisors._scheduler import PlanRun
+from overstory.supervisors._units import StepRun
 
 
 @ov.leaf(description="Does one unit of work")
@@ -42,7 +43,7 @@ def step_runs_of_plan() -> int:
     return sum(
         1
         for o in gc.get_objects()
-        if isinstance(o, _StepRun) and any(o.step is step for step in PLAN)
+        if isinstance(o, StepRun) and any(o.step is step for step in PLAN)
     )
 
 
