@@ -17,6 +17,24 @@ def team(*children: object, retry: ov.Retry = FAST, **kw: object) -> ov.Tactical
     return ov.Tactical("team", "does the work", children=list(children), retry=retry, **kw)  # type: ignore[arg-type]
 
 
+def red_and_blue(calls: Calls, **strategic: object) -> ov.Tree:
+    """A strategic supervisor over two ticket teams: red's leaf always fails, blue's works."""
+    return ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            plan=[ov.Step("s", "handle the ticket")],
+            children=[
+                ov.Tactical("red", "ticket team", children=[failing_leaf("r", calls)], retry=FAST),
+                ov.Tactical(
+                    "blue", "ticket team", children=[failing_leaf("b", calls, fail=0)], retry=FAST
+                ),
+            ],
+            **strategic,  # type: ignore[arg-type]
+        ),
+    )
+
+
 async def test_retry_then_success_on_same_child(autojump_clock: trio.abc.Clock) -> None:
     """A leaf that fails twice is retried on the same child and its third attempt wins."""
     calls = Calls()
@@ -93,20 +111,7 @@ async def test_no_reassignment_keeps_an_escalated_step_off_the_other_teams(
     """A strategic supervisor with ``reassign=False`` escalates a team's escalation
     instead of handing the step to the next team, which never runs."""
     calls = Calls()
-    tree = ov.Tree(
-        "t",
-        ov.Strategic(
-            "boss",
-            plan=[ov.Step("s", "handle the ticket")],
-            children=[
-                ov.Tactical("red", "ticket team", children=[failing_leaf("r", calls)], retry=FAST),
-                ov.Tactical(
-                    "blue", "ticket team", children=[failing_leaf("b", calls, fail=0)], retry=FAST
-                ),
-            ],
-            retry=ov.Retry(reassign=False),
-        ),
-    )
+    tree = red_and_blue(calls, retry=ov.Retry(reassign=False))
     outcome = await tree.run("go")
     assert outcome.status is ov.Status.FAILED
     assert calls.names() == ["r", "r", "r"]
@@ -148,19 +153,7 @@ async def test_parent_reassigns_escalated_step_to_another_team(
     without retrying the failed team (it already retried)."""
     calls = Calls()
     events: list[ov.SupervisionEvent] = []
-    tree = ov.Tree(
-        "t",
-        ov.Strategic(
-            "boss",
-            plan=[ov.Step("s", "handle the ticket")],
-            children=[
-                ov.Tactical("red", "ticket team", children=[failing_leaf("r", calls)], retry=FAST),
-                ov.Tactical(
-                    "blue", "ticket team", children=[failing_leaf("b", calls, fail=0)], retry=FAST
-                ),
-            ],
-        ),
-    )
+    tree = red_and_blue(calls)
     outcome = await tree.run("go", on_event=events.append)
     assert outcome.ok
     assert calls.names() == ["r", "r", "r", "b"]
