@@ -86,11 +86,7 @@ async def try_once(
                 error=exc,
             )
             return Escalate(exc)
-    ranked = track.ranked
-    if node.steady_at == node.runtime.health_changes and track.index < len(ranked):
-        child: Node | None = node.children[ranked[track.index]]  # candidate(), known
-    else:
-        child = node.candidate(track, span)
+    child = node.candidate(track, span)
     if child is None:
         if track.total == 0:
             error: Escalation = NoCandidate(node.path, step.name, "no healthy child fits this step")

@@ -365,32 +365,15 @@ class PlanRun:
             self.wake()
             return
         now = trio.current_time()
-        if (
-            type(decision) is Done
-            and type(decision.output) is not UpwardHandoff
-            and not step_run.step.review
-        ):
-            # Most units end here: what _apply does for a plain success, minus its tests.
-            unit.done = True
-            unit.output = decision.output
-            self.record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
-            step_run.finished += 1
-            if step_run.units is not None and step_run.finished == len(step_run.units):
-                self._complete(step_run)
-                self.wake()  # the plan's task starts what waited for this step
-            elif self.idle:
-                self._launch(now)
-            return
-        finished = self.finished_steps
-        plain = self._apply(unit, decision, now)
-        if self.error is not None or self.finished_steps != finished or not plain:
+        if not self._apply(unit, decision, now) or self.error is not None:
             # The plan's task expands what now may run and reschedules its wake-up.
             self.wake()
         elif self.idle:
             self._launch(now)  # start units held back by max_parallel
 
     def _apply(self, unit: Unit, decision: Decision, now: float) -> bool:
-        """Apply ``decision``; returns whether it was a success with nothing to wait for."""
+        """Apply ``decision``; returns whether it was a success the plan's task need not
+        look at (its step still has units to finish)."""
         if isinstance(decision, Done):
             if isinstance(decision.output, UpwardHandoff) and len(self.steps) > 1:
                 handoff = decision.output.handoff
@@ -411,8 +394,8 @@ class PlanRun:
                 self.record(unit, Status.SUCCEEDED, decision.agent, now, resumed=decision.resumed)
             step_run.finished += 1
             if step_run.units is not None and step_run.finished == len(step_run.units):
-                self._complete(step_run)
-                return step_run.phase is Phase.DONE
+                self._complete(step_run)  # done or in review: either way the plan looks
+                return False
             return True
         if isinstance(decision, Escalate):
             self.record(unit, Status.FAILED, None, now)

@@ -77,9 +77,9 @@ class SupervisorNode:
         #: What fails a unit at once, never retried or reassigned.
         self.fatal_types: tuple[type[BaseException], ...] = (Fatal, *spec.retry.fatal)
         self._all_names = tuple(self.children)
-        #: The runtime's health_changes when every child was last seen available and
-        #: steady: while it has not moved, routing need not ask them again.
-        self.steady_at = -1
+        # The runtime's health_changes when every child was last seen available and
+        # steady: while it has not moved, routing need not ask them again.
+        self._steady_at = -1
         # A child not steady now, before any failure (an agent pool), never is: then no
         # attempt need look again.
         self._may_be_steady = all(child.steady() for child in self.children.values())
@@ -320,7 +320,7 @@ class SupervisorNode:
     def all_available(self) -> bool:
         """Whether every child is available, known without asking each of them (false
         when unknown)."""
-        return self.steady_at == self.runtime.health_changes
+        return self._steady_at == self.runtime.health_changes
 
     def _available_names(self, exclude: str | None = None) -> tuple[str, ...]:
         if exclude is None and self.all_available():
@@ -335,7 +335,7 @@ class SupervisorNode:
             and all(child.steady() for child in self.children.values())
         ):
             # Every child is available and stays so until a breaker or gate moves.
-            self.steady_at = self.runtime.health_changes
+            self._steady_at = self.runtime.health_changes
         return names
 
     def known_rank(self, step: Step) -> Sequence[str] | None:
