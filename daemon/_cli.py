@@ -13,6 +13,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 from overstory._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, load_tree
 from overstory._errors import ConfigurationError, StartError
 from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
-from overstory.daemon._config import SYNCHRONOUS
+from overstory.daemon._config import DEFAULT_RETENTION, SYNCHRONOUS
 from overstory.daemon._view import GoalView, describe_event, render_health
 
 __all__ = ["add_client_options", "register", "trace"]
@@ -70,6 +71,14 @@ def register(subparsers: Any) -> None:
         default="normal",
         help="normal (default): an accepted goal survives the daemon being killed; full: "
         "also power loss (each commit is fsynced), at a lower rate",
+    )
+    serve.add_argument(
+        "--retention",
+        type=retention,
+        default=DEFAULT_RETENTION,
+        metavar="DURATION",
+        help="how long a finished goal stays in the journal: 7d (default), 12h, 30m, 90s, "
+        "or forever",
     )
     serve.add_argument(
         "--trace",
@@ -172,6 +181,26 @@ def _print_json(value: Any) -> None:
 
 # -- serve ------------------------------------------------------------------------------
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def retention(text: str) -> float | None:
+    """``--retention``: a duration such as ``7d``, ``12h``, ``30m`` or ``90s``, in
+    seconds; ``forever`` is ``None``. Raises :class:`argparse.ArgumentTypeError` naming
+    what is wrong."""
+    if text.strip().lower() == "forever":
+        return None
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration such as 7d, 12h, 30m or 90s, or 'forever'; got {text!r}"
+        )
+    return value
+
 
 def _serve(args: argparse.Namespace) -> int:
     import trio
@@ -194,6 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
             tokens_file=args.tokens,
             trace=args.trace,
             synchronous=args.synchronous,
+            retention=args.retention,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

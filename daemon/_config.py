@@ -9,11 +9,13 @@ from typing import Literal
 
 import attrs
 
-from overstory._checks import at_least
+from overstory._checks import at_least, optional_positive
 
 __all__ = ["SYNCHRONOUS", "Config", "Synchronous", "default_state_dir", "is_loopback"]
 
 DEFAULT_PORT = 8177
+#: Seconds a finished goal stays in the journal by default: a week.
+DEFAULT_RETENTION = 7 * 86400.0
 
 Synchronous = Literal["normal", "full"]
 #: How the journal may commit (see :mod:`overstory.daemon._journal`).
@@ -65,7 +67,9 @@ class Config:
     goal's); otherwise spans go where the standard ``OTEL_*`` variables say, if anywhere.
     ``synchronous`` is how the journal commits: ``"normal"`` survives the process being
     killed, ``"full"`` also power loss, at a lower rate (see
-    :mod:`overstory.daemon._journal`).
+    :mod:`overstory.daemon._journal`). A goal that ended more than ``retention`` seconds
+    ago is deleted from the journal with its checkpoints, reviews and audit events
+    (``None``: kept forever; see :mod:`overstory.daemon._retention`).
     """
 
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
@@ -78,6 +82,7 @@ class Config:
     tokens_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     trace: bool = False
     synchronous: Synchronous = attrs.field(default="normal", validator=_synchronous)
+    retention: float | None = attrs.field(default=DEFAULT_RETENTION, validator=optional_positive())
 
     @property
     def journal_path(self) -> Path:

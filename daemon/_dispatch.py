@@ -21,6 +21,7 @@ from overstory.daemon._config import Config
 from overstory.daemon._metrics import Metrics
 from overstory.daemon._models import AttemptView, EventView, GoalStatus
 from overstory.daemon._parking import _Reviews
+from overstory.daemon._retention import keep_for
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._runner import GoalHandle, Runner
 from overstory.hierarchy._serde import converter
@@ -79,8 +80,12 @@ class _Dispatcher(_Reviews):
             await self._resume()
             self.accepting = True
             self._log(None, "daemon.started", "daemon", {"resumed": self._queued})
+            retaining = trio.CancelScope()
+            if self.config.retention is not None:
+                nursery.start_soon(self._retain, self.config.retention, retaining)
             task_status.started()
             await self._dispatch()
+            retaining.cancel()
             with trio.move_on_after(self.config.grace):
                 while self._running:
                     await self._wait_changed()
@@ -94,6 +99,16 @@ class _Dispatcher(_Reviews):
                 "daemon",
                 {"interrupted": sorted(live.row.id for live in interrupted)},
             )
+
+    async def _retain(self, retention: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await keep_for(self.journal, retention, on_purged=self._purged)
+
+    def _purged(self, count: int) -> None:
+        self.metrics.purged += count
+        logger.info(
+            "journal: deleted %d goals that ended over %g s ago", count, self.config.retention
+        )
 
     def stop(self) -> None:
         """Stop intake (submit answers 503) and start draining; idempotent."""

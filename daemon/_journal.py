@@ -67,6 +67,10 @@ CHECKPOINT_DELAY = 1.0
 #: catch-up checkpoint, so the WAL starts afresh (``"normal"``; SQLite's own automatic
 #: checkpoint, which ``"full"`` keeps, runs at the same size).
 RESTART_FRAMES = 1000
+#: Bytes the WAL file is cut back to when SQLite starts it afresh. Reusing the WAL
+#: never shrinks the file, so without a limit it would keep the size of its largest
+#: burst (tens of MiB under sustained load) for the daemon's whole life.
+WAL_SIZE_LIMIT = 16 * 2**20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,6 +96,8 @@ CREATE TABLE IF NOT EXISTS goals (
     memory TEXT
 );
 CREATE INDEX IF NOT EXISTS goals_by_status ON goals (status, seq);
+CREATE INDEX IF NOT EXISTS goals_by_finish ON goals (finished_at)
+    WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS checkpoints (
     goal_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -152,6 +158,7 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
     connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return connection
 
 

@@ -42,6 +42,7 @@ class Metrics:
     def __init__(self) -> None:
         self.accepted = 0
         self.replayed = 0
+        self.purged = 0
         self.refused: Counter[str] = Counter()
         self.finished: Counter[str] = Counter()
         self.supervision: Counter[str] = Counter()
@@ -79,6 +80,12 @@ def render(
         "Submissions answered with an earlier goal (same idempotency key).",
     )
     lines.append(f"overstory_goals_replayed_total {metrics.replayed}")
+    family(
+        "overstory_goals_purged_total",
+        "counter",
+        "Finished goals deleted from the journal after the retention period.",
+    )
+    lines.append(f"overstory_goals_purged_total {metrics.purged}")
     family("overstory_submits_refused_total", "counter", "Submissions refused, by reason.")
     for reason in ("busy", "draining", "invalid", "journal"):
         lines.append(

@@ -326,6 +326,32 @@ def finish(
     return found
 
 
+def purge(c: sqlite3.Connection, *, before: float, limit: int) -> int:
+    """Delete up to ``limit`` goals that ended before ``before`` (seconds since the
+    epoch), oldest first, with their checkpoints, reviews and audit events; returns how
+    many. Goals that have not ended are never deleted, however old."""
+    ids = [
+        goal_id
+        for (goal_id,) in c.execute(
+            f"SELECT id FROM goals WHERE finished_at < ? AND status IN {FINAL} "
+            "ORDER BY finished_at LIMIT ?",
+            (before, limit),
+        ).fetchall()
+    ]
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        for table in ("checkpoints", "reviews", "events"):
+            c.execute(f"DELETE FROM {table} WHERE goal_id IN ({marks})", ids)
+        c.execute(f"DELETE FROM goals WHERE id IN ({marks})", ids)
+    return len(ids)
+
+
+def purge_daemon_events(c: sqlite3.Connection, *, before: float) -> int:
+    """Delete the daemon's own audit events (no goal: starts, stops) older than
+    ``before``; returns how many."""
+    return c.execute("DELETE FROM events WHERE goal_id IS NULL AND at < ?", (before,)).rowcount
+
+
 # -- checkpoints -------------------------------------------------------------------------
 
 
