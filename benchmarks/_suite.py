@@ -201,6 +201,22 @@ WORKLOADS: dict[str, Workload] = {
             quick=("--goals", "200", "--warmup", "50"),
             baseline=None,
         ),
+        Workload(
+            "soak-daemon",
+            "daemon_soak",
+            "daemon soak: 50,000 goals over HTTP to one `overstory serve` (the soak's tree), "
+            "in batches of 1,000, with `--retention 10s`",
+            ("overstory",),
+            (
+                Figure("goals_per_s", "goals/s end to end", True),
+                Figure("rss_start_mb", "daemon RSS after warm-up MiB", False, None, 1),
+                Figure("rss_end_mb", "daemon RSS at the end MiB", False, None, 1),
+                Figure("journal_end_mb", "journal on disk at the end MiB", False, None, 1),
+                Figure("goals_purged", "goals deleted by retention", True),
+            ),
+            quick=("--goals", "60", "--warmup", "20", "--batch", "20"),
+            baseline=None,
+        ),
     )
 }
 

@@ -57,6 +57,7 @@ class Server:
     """``overstory serve benchmarks/trees.py:TREE`` in a subprocess."""
 
     def __init__(self, state: Path, tree: str, *args: str) -> None:
+        self.state = state
         # The daemon's stderr goes to a file, so a failed start can say why.
         self.log = state.parent / f"{state.name}.stderr"
         self.process = subprocess.Popen(

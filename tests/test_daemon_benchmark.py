@@ -35,3 +35,27 @@ def test_the_daemon_benchmark_prints_one_line_per_measurement() -> None:
     assert lines[0]["statuses"] == {"200": 20}
     assert lines[1]["statuses"] == {"202": 20}
     assert lines[2]["all_succeeded"] is True
+
+
+def test_the_daemon_soak_runs_every_goal_and_expires_them() -> None:
+    """One JSON line: every goal accepted and succeeded (else it exits non-zero), and
+    with a retention shorter than the run, finished goals were deleted meanwhile."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.daemon_soak",
+            "overstory",
+            *("--goals", "60", "--warmup", "20", "--batch", "20", "--retention", "1s"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(text) for text in done.stdout.splitlines()]
+    assert (line["workload"], line["goals"]) == ("soak-daemon", 60)
+    assert line["rss_start_mb"] > 0
+    assert line["rss_end_mb"] > 0
