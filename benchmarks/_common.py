@@ -14,15 +14,18 @@ from typing import Any
 __all__ = ["current_rss_mb", "emit", "peak_rss_mb", "timed"]
 
 
-def current_rss_mb() -> float:
-    """The process's resident set size now, in MiB (Linux ``/proc``)."""
+def current_rss_mb(pid: int | None = None) -> float:
+    """The resident set size now, in MiB (Linux ``/proc``), of process ``pid`` (default:
+    this one). Without ``/proc``, this process's peak instead; for another process,
+    :class:`OSError`."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid or 'self'}/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
     except OSError:  # pragma: no cover - not Linux
-        pass
+        if pid is not None:
+            raise
     return peak_rss_mb()
 
 

@@ -190,14 +190,28 @@ async def _load(server: Server, requests: list[bytes], connections: int) -> dict
     }
 
 
-async def _get(server: Server, path: str) -> Any:
+async def _fetch(server: Server, path: str) -> bytes:
+    """``GET path`` on a connection of its own; the body of its 200 answer."""
     stream = await trio.open_tcp_stream(server.host, server.port)
     try:
         status, body = await _exchange(stream, server.request("GET", path), bytearray())
     finally:
         await stream.aclose()
-    assert status == 200, (status, body)
-    return json.loads(body)
+    assert status == 200, (status, body[:200])
+    return body
+
+
+async def _get(server: Server, path: str) -> Any:
+    return json.loads(await _fetch(server, path))
+
+
+async def _wait_idle(server: Server) -> None:
+    """Return once the daemon has no goal queued or running."""
+    while True:
+        tree = await _get(server, "/v1/tree")
+        if tree["goals_running"] == 0 and tree["goals_queued"] == 0:
+            return
+        await trio.sleep(0.02)
 
 
 async def _end_to_end(server: Server, goals: int, connections: int) -> dict[str, Any]:
@@ -207,11 +221,7 @@ async def _end_to_end(server: Server, goals: int, connections: int) -> dict[str,
     began = time.perf_counter()
     cpu = server.cpu_seconds()
     load = await _load(server, requests, connections)
-    while True:
-        tree = await _get(server, "/v1/tree")
-        if tree["goals_running"] == 0 and tree["goals_queued"] == 0:
-            break
-        await trio.sleep(0.02)
+    await _wait_idle(server)
     elapsed = time.perf_counter() - began
     succeeded = (await _get(server, "/v1/goals?status=succeeded&limit=500"))["goals"]
     return {

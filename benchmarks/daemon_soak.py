@@ -26,16 +26,8 @@ from typing import Any
 
 import trio
 
-from benchmarks._common import emit
-from benchmarks.daemon import Server, _exchange, _get, _load
-
-
-def rss_mb(pid: int) -> float:
-    """The process's resident set size in MiB (``VmRSS``; Linux only)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+from benchmarks._common import current_rss_mb, emit
+from benchmarks.daemon import Server, _fetch, _load, _wait_idle
 
 
 def journal_mb(state: Path) -> float:
@@ -45,12 +37,7 @@ def journal_mb(state: Path) -> float:
 
 async def _metrics(server: Server) -> dict[str, float]:
     """Every unlabelled sample, and ``finished_<status>``, from ``GET /metrics``."""
-    stream = await trio.open_tcp_stream(server.host, server.port)
-    try:
-        status, body = await _exchange(stream, server.request("GET", "/metrics"), bytearray())
-    finally:
-        await stream.aclose()
-    assert status == 200, (status, body[:200])
+    body = await _fetch(server, "/metrics")
     finished = 'overstory_goals_finished_total{status="'
     samples: dict[str, float] = {}
     for line in body.decode().splitlines():
@@ -71,11 +58,7 @@ async def _batch(server: Server, first: int, count: int, connections: int) -> di
         for n in range(first, first + count)
     ]
     load = await _load(server, requests, connections)
-    while True:
-        tree = await _get(server, "/v1/tree")
-        if tree["goals_running"] == 0 and tree["goals_queued"] == 0:
-            break
-        await trio.sleep(0.02)
+    await _wait_idle(server)
     statuses: dict[str, int] = load["statuses"]
     return statuses
 
@@ -91,12 +74,12 @@ async def _soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
 
     await submit(0, args.warmup)
     await trio.sleep(0.5)  # let the journal's last commits and the allocator settle
-    rss_start, journal_start = rss_mb(server.process.pid), journal_mb(server.state)
+    rss_start, journal_start = current_rss_mb(server.process.pid), journal_mb(server.state)
     began = time.perf_counter()
     await submit(args.warmup, args.goals)
     seconds = time.perf_counter() - began
     await trio.sleep(0.5)
-    rss_end, journal_end = rss_mb(server.process.pid), journal_mb(server.state)
+    rss_end, journal_end = current_rss_mb(server.process.pid), journal_mb(server.state)
     return {
         "seconds": seconds,
         "goals_per_s": (args.goals - args.warmup) / seconds,

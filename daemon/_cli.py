@@ -188,9 +188,10 @@ def retention(text: str) -> float | None:
     """``--retention``: a duration such as ``7d``, ``12h``, ``30m`` or ``90s``, in
     seconds; ``forever`` is ``None``. Raises :class:`argparse.ArgumentTypeError` naming
     what is wrong."""
-    if text.strip().lower() == "forever":
+    given = text.strip().lower()
+    if given == "forever":
         return None
-    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    number, unit = given[:-1], given[-1:]
     try:
         value = float(number) * _UNITS[unit]
     except (KeyError, ValueError):

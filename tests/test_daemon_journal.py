@@ -4,7 +4,6 @@ both ``synchronous`` settings; checkpoints and another process's lock."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,6 @@ from overstory.daemon import _store as store
 from overstory.daemon._journal import Journal, SchemaMismatch
 from overstory.daemon._models import GoalStatus, ReviewStatus
 from overstory.hierarchy import ReviewRequest
-
-
-@pytest.fixture(params=["normal", "full"])
-async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous=request.param)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(opened.run)
-        yield opened
-        opened.stop()
-    opened.close()
 
 
 def _accept(journal: Journal, goal_id: str, key: str | None = None) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -21,16 +20,6 @@ from overstory.daemon._config import DEFAULT_RETENTION, Config
 from overstory.daemon._journal import Journal
 from overstory.daemon._models import GoalStatus, SubmitGoal
 from overstory.hierarchy import ReviewRequest
-
-
-@pytest.fixture(params=["normal", "full"])
-async def journal(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", tree="t", synchronous=request.param)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(opened.run)
-        yield opened
-        opened.stop()
-    opened.close()
 
 
 async def _goal(journal: Journal, goal_id: str, *, finished_at: float | None) -> None:
