@@ -210,6 +210,7 @@ WORKLOADS: dict[str, Workload] = {
             (
                 Figure("goals_per_s", "goals/s end to end", True),
                 Figure("rss_start_mb", "daemon RSS after warm-up MiB", False, None, 1),
+                Figure("rss_half_mb", "daemon RSS half-way MiB", False, None, 1),
                 Figure("rss_end_mb", "daemon RSS at the end MiB", False, None, 1),
                 Figure("journal_end_mb", "journal on disk at the end MiB", False, None, 1),
                 Figure("goals_purged", "goals deleted by retention", True),

@@ -7,11 +7,12 @@ journal. Goals are submitted over ``--connections`` keep-alive loopback connecti
 batches of ``--batch``; after each batch the client waits until nothing is queued or
 running, so the daemon holds at most one batch at a time and the end reading is taken
 in the same state as the start reading: idle, every goal finished. The daemon's RSS
-(``VmRSS`` from Linux ``/proc``) is read after ``--warmup`` goals and after the last
-one; a daemon that keeps per-goal state in memory after a goal ends grows between the
-two. The daemon runs with a short ``--retention`` (10 s), so finished goals are deleted
-from the journal while the soak runs: the journal's size after the warm-up and at the
-end, and the number of goals deleted, are reported too.
+(``VmRSS`` from Linux ``/proc``) is read after ``--warmup`` goals, half-way through the
+rest, and after the last one; a daemon that keeps per-goal state in memory after a goal
+ends grows from each reading to the next, while caches that fill up to a bound stop
+growing by the second half. The daemon runs with a short ``--retention`` (10 s), so
+finished goals are deleted from the journal while the soak runs: the journal's size
+after the warm-up and at the end, and the number of goals deleted, are reported too.
 
 Run: ``python -m benchmarks.daemon_soak overstory [--goals N] [--warmup N]``.
 """
@@ -65,25 +66,34 @@ async def _batch(server: Server, first: int, count: int, connections: int) -> di
 
 async def _soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     statuses: dict[str, int] = {}
+    seconds = 0.0
 
     async def submit(first: int, last: int) -> None:
+        nonlocal seconds
+        began = time.perf_counter()
         for start in range(first, last, args.batch):
             done = await _batch(server, start, min(args.batch, last - start), args.connections)
             for code, count in done.items():
                 statuses[code] = statuses.get(code, 0) + count
+        seconds += time.perf_counter() - began
 
+    async def reading() -> tuple[float, float]:
+        await trio.sleep(0.5)  # let the journal's last commits and the allocator settle
+        return current_rss_mb(server.process.pid), journal_mb(server.state)
+
+    half = args.warmup + (args.goals - args.warmup) // 2
     await submit(0, args.warmup)
-    await trio.sleep(0.5)  # let the journal's last commits and the allocator settle
-    rss_start, journal_start = current_rss_mb(server.process.pid), journal_mb(server.state)
-    began = time.perf_counter()
-    await submit(args.warmup, args.goals)
-    seconds = time.perf_counter() - began
-    await trio.sleep(0.5)
-    rss_end, journal_end = current_rss_mb(server.process.pid), journal_mb(server.state)
+    seconds = 0.0  # throughput is measured after the warm-up
+    rss_start, journal_start = await reading()
+    await submit(args.warmup, half)
+    rss_half, _ = await reading()
+    await submit(half, args.goals)
+    rss_end, journal_end = await reading()
     return {
         "seconds": seconds,
         "goals_per_s": (args.goals - args.warmup) / seconds,
         "rss_start_mb": rss_start,
+        "rss_half_mb": rss_half,
         "rss_end_mb": rss_end,
         "journal_start_mb": journal_start,
         "journal_end_mb": journal_end,

@@ -4,7 +4,9 @@ with everything of its own; unfinished goals never do; the WAL file is cut back.
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -104,6 +106,31 @@ async def test_purge_takes_the_oldest_first_and_at_most_limit(journal: Journal) 
         await _goal(journal, f"g{number}", finished_at=finished_at)
     assert await journal.write(partial(store.purge, before=100.0, limit=2)) == 2
     assert (await journal.read(_rows))["goals"] == ["g0"]
+
+
+def _statements(c: sqlite3.Connection, op: Callable[[sqlite3.Connection], object]) -> set[str]:
+    """The statements ``op`` runs on ``c``, with every value written as ``?``: the trace
+    shows statements with their bound values filled in."""
+    seen: set[str] = set()
+    c.set_trace_callback(lambda sql: seen.add(re.sub(r"'[^']*'|\b[0-9.]+\b", "?", sql)))
+    try:
+        op(c)
+    finally:
+        c.set_trace_callback(None)
+    return seen
+
+
+async def test_purge_runs_the_same_statements_whatever_the_batch_size(journal: Journal) -> None:
+    """A purge of one goal and a purge of three prepare the same statements, so the
+    connection's statement cache does not fill with one statement per batch size."""
+    for number in range(4):
+        await _goal(journal, f"g{number}", finished_at=float(number))
+    one = await journal.write(partial(_statements, op=partial(store.purge, before=100.0, limit=1)))
+    three = await journal.write(
+        partial(_statements, op=partial(store.purge, before=100.0, limit=3))
+    )
+    assert (await journal.read(_rows))["goals"] == []
+    assert one == three
 
 
 async def test_expire_runs_batch_after_batch_and_drops_old_daemon_events(
