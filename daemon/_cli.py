@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from overstory._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, load_tree
 from overstory._errors import ConfigurationError, StartError
 from overstory.daemon._client import ApiError, Client, DaemonError, DaemonUnavailable
-from overstory.daemon._config import DEFAULT_RETENTION, SYNCHRONOUS
+from overstory.daemon._config import DEFAULT_RETENTION, DEFAULT_TRACE_LIMIT, SYNCHRONOUS
 from overstory.daemon._view import GoalView, describe_event, render_health
 
 __all__ = ["add_client_options", "register", "trace"]
@@ -85,6 +85,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="record spans in STATE/traces.jsonl for `overstory trace ID` (otherwise spans "
         "go where the OTEL_* variables say)",
+    )
+    serve.add_argument(
+        "--trace-limit",
+        type=mebibytes,
+        default=DEFAULT_TRACE_LIMIT,
+        metavar="MIB",
+        help="with --trace: rotate traces.jsonl to traces.jsonl.1 at this many MiB (default 64)",
     )
     serve.set_defaults(handler=_serve)
 
@@ -203,6 +210,17 @@ def retention(text: str) -> float | None:
     return value
 
 
+def mebibytes(text: str) -> int:
+    """``--trace-limit``'s MiB as bytes; raises ``ArgumentTypeError`` unless positive."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of MiB, got {text!r}")
+    return round(value * 2**20)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
@@ -225,6 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
             trace=args.trace,
             synchronous=args.synchronous,
             retention=args.retention,
+            trace_limit=args.trace_limit,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

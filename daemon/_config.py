@@ -16,6 +16,8 @@ __all__ = ["SYNCHRONOUS", "Config", "Synchronous", "default_state_dir", "is_loop
 DEFAULT_PORT = 8177
 #: Seconds a finished goal stays in the journal by default: a week.
 DEFAULT_RETENTION = 7 * 86400.0
+#: Bytes of ``traces.jsonl`` before it is rotated to ``traces.jsonl.1`` (``--trace``).
+DEFAULT_TRACE_LIMIT = 64 * 2**20
 
 Synchronous = Literal["normal", "full"]
 #: How the journal may commit (see :mod:`overstory.daemon._journal`).
@@ -65,6 +67,8 @@ class Config:
     required to bind a non-loopback ``host``. ``port=0`` picks a free port. ``trace``
     records every span in ``state_dir/traces.jsonl`` (``overstory trace ID`` draws a
     goal's); otherwise spans go where the standard ``OTEL_*`` variables say, if anywhere.
+    Once ``traces.jsonl`` reaches ``trace_limit`` bytes it becomes ``traces.jsonl.1``
+    (replacing the previous one), so at most about twice that stays on disk.
     ``synchronous`` is how the journal commits: ``"normal"`` survives the process being
     killed, ``"full"`` also power loss, at a lower rate (see
     :mod:`overstory.daemon._journal`). A goal that ended more than ``retention`` seconds
@@ -83,6 +87,7 @@ class Config:
     trace: bool = False
     synchronous: Synchronous = attrs.field(default="normal", validator=_synchronous)
     retention: float | None = attrs.field(default=DEFAULT_RETENTION, validator=optional_positive())
+    trace_limit: int = attrs.field(default=DEFAULT_TRACE_LIMIT, validator=at_least(1024))
 
     @property
     def journal_path(self) -> Path:
@@ -90,4 +95,5 @@ class Config:
 
     @property
     def trace_path(self) -> Path:
+        """The spans file of ``--trace``; the one before it is ``traces.jsonl.1``."""
         return self.state_dir / "traces.jsonl"

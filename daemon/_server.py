@@ -199,10 +199,12 @@ _OTEL_EXPORT_VARIABLES = (
 def _telemetry(config: Config) -> Telemetry | None:
     """Record spans in the state directory (``--trace``), or export them as the OTEL_*
     variables say; ``None`` when neither is asked for (no SDK pipeline at all)."""
-    from overstory.telemetry import configure
+    from overstory.telemetry import JsonLinesExporter, configure
 
     if config.trace:
-        return configure(path=config.trace_path)
+        return configure(
+            exporter=JsonLinesExporter(config.trace_path, max_bytes=config.trace_limit)
+        )
     if any(os.environ.get(name, "").strip() for name in _OTEL_EXPORT_VARIABLES):
         return configure()
     return None

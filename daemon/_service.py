@@ -20,11 +20,14 @@ API's verbs here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import attrs
 import trio
@@ -330,15 +333,39 @@ def _goal_detail(
     return row, store.checkpoints(c, goal_id), store.pending_review_ids(c, goal_id)
 
 
-def _spans_of(path: Any, goal_id: str) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as file:
-            records = [json.loads(line) for line in file if line.strip()]
-    except FileNotFoundError:
-        return []
-    traces = {
-        record["trace_id"]
-        for record in records
-        if record.get("attributes", {}).get("gen_ai.conversation.id") == goal_id
-    }
-    return [record for record in records if record["trace_id"] in traces]
+def _spans_of(path: Path, goal_id: str) -> list[dict[str, Any]]:
+    """The spans of every trace of ``goal_id`` in ``path`` and in the file rotated before
+    it (``path.1``), each span once.
+
+    The files hold every goal's spans (up to twice ``trace_limit``), so a line is parsed
+    only if its text names the goal or one of the goal's traces, and no file is held in
+    memory whole. A line still being written (no newline yet) is skipped.
+    """
+    files: list[IO[str]] = []
+    with contextlib.ExitStack() as opened:
+        # The current file first: a rotation between the two opens then shows one file
+        # twice (each span is kept once) instead of skipping one.
+        for candidate in (path, path.with_name(path.name + ".1")):
+            with contextlib.suppress(FileNotFoundError):
+                files.append(opened.enter_context(open(candidate, encoding="utf-8")))
+        traces = {
+            record["trace_id"]
+            for record in _records_naming(files, (goal_id,))
+            if record.get("attributes", {}).get("gen_ai.conversation.id") == goal_id
+        }
+        if not traces:
+            return []
+        for file in files:
+            file.seek(0)
+        spans: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in _records_naming(files, tuple(traces)):
+            if record["trace_id"] in traces:
+                spans.setdefault((record["trace_id"], record["span_id"]), record)
+        return list(spans.values())
+
+
+def _records_naming(files: list[IO[str]], texts: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    for file in files:
+        for line in file:
+            if line.endswith("\n") and any(text in line for text in texts):
+                yield json.loads(line)

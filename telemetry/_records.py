@@ -152,10 +152,21 @@ class JsonLinesExporter(SpanExporter):
 
     Each batch is written and flushed at once, so a reader (``overstory trace``) sees
     whole lines. Safe to call from the batch processor's thread.
+
+    With ``max_bytes``, once a batch takes the file to that size or beyond, the file is
+    renamed to ``path`` + ``".1"`` (replacing the one before) and a new one is started:
+    the spans kept on disk are the newest ``max_bytes`` to ``2 × max_bytes`` (plus a
+    batch). Readers should read ``path`` before ``path.1``: a rotation between the two
+    opens then shows them one file twice rather than skip one. An ``OSError`` from the
+    rename propagates to the SDK's processor, which logs it, and later batches go on in
+    the same file; if the file cannot be reopened, later batches report failure.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes!r}")
         self.path = os.fspath(path)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
@@ -168,6 +179,14 @@ class JsonLinesExporter(SpanExporter):
                 return SpanExportResult.FAILURE
             self._file.write(lines)
             self._file.flush()
+            if self.max_bytes is not None and self._file.tell() >= self.max_bytes:
+                self._file.close()
+                self._file = None
+                try:
+                    os.replace(self.path, self.path + ".1")
+                finally:
+                    # After a failed rename too: the next batches go to the same file.
+                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -142,12 +142,15 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_trace_draws_a_goals_waterfall_when_the_daemon_records_spans(tmp_path: Path) -> None:
-    """With serve --trace, trace ID draws the goal's spans; without, it says how to get them."""
-    with Daemon(tmp_path / "traced", "slow", args=["--trace"]) as daemon:
+    """With serve --trace, trace ID draws the goal's spans, also once they are in the
+    rotated file (--trace-limit of about 1 KiB); without, it says how to get them."""
+    traced = tmp_path / "traced"
+    with Daemon(traced, "slow", args=["--trace", "--trace-limit", "0.001"]) as daemon:
         goal_id = daemon.cli("submit", "g").out.strip()
         with daemon.client() as http:
             wait_status(http, goal_id, {"succeeded"}, timeout=10)
         drawn = daemon.cli("trace", goal_id)
+    assert (traced / "traces.jsonl.1").stat().st_size >= 1048
     assert drawn.code == 0, drawn
     assert "pipeline" in drawn.out
     assert drawn.out.count("work") >= 3
