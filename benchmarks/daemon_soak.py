@@ -66,28 +66,26 @@ async def _batch(server: Server, first: int, count: int, connections: int) -> di
 
 async def _soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     statuses: dict[str, int] = {}
-    seconds = 0.0
 
-    async def submit(first: int, last: int) -> None:
-        nonlocal seconds
+    async def submit(first: int, last: int) -> float:
+        """Submit goals ``first .. last - 1`` batch by batch; returns the seconds taken."""
         began = time.perf_counter()
         for start in range(first, last, args.batch):
             done = await _batch(server, start, min(args.batch, last - start), args.connections)
             for code, count in done.items():
                 statuses[code] = statuses.get(code, 0) + count
-        seconds += time.perf_counter() - began
+        return time.perf_counter() - began
 
     async def reading() -> tuple[float, float]:
         await trio.sleep(0.5)  # let the journal's last commits and the allocator settle
         return current_rss_mb(server.process.pid), journal_mb(server.state)
 
     half = args.warmup + (args.goals - args.warmup) // 2
-    await submit(0, args.warmup)
-    seconds = 0.0  # throughput is measured after the warm-up
+    await submit(0, args.warmup)  # untimed: throughput is measured after the warm-up
     rss_start, journal_start = await reading()
-    await submit(args.warmup, half)
+    seconds = await submit(args.warmup, half)
     rss_half, _ = await reading()
-    await submit(half, args.goals)
+    seconds += await submit(half, args.goals)
     rss_end, journal_end = await reading()
     return {
         "seconds": seconds,

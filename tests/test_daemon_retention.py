@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from test_daemon_journal import _accept
 from test_daemon_service import ADMIN, Gate, running
 
 from overstory.daemon import _journal, _retention
@@ -26,20 +27,7 @@ from overstory.hierarchy import ReviewRequest
 
 async def _goal(journal: Journal, goal_id: str, *, finished_at: float | None) -> None:
     """Accept a goal with a checkpoint and a review; finish it at ``finished_at``."""
-    await journal.write(
-        partial(
-            store.accept,
-            goal_id=goal_id,
-            goal="g",
-            input="null",
-            priority=0,
-            timeout=None,
-            idempotency_key=f"key-{goal_id}",
-            actor="admin",
-            token="abcd1234",
-            at=0.0,
-        )
-    )
+    await _accept(journal, goal_id, key=f"key-{goal_id}")
     await journal.write(partial(store.checkpoint, goal_id=goal_id, key="t/a#s", output="1", at=0.0))
     request = ReviewRequest(
         goal_id=goal_id, goal="g", path="t/a", step="s", agent="x", output=1, round=1, key="k"
