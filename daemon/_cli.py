@@ -211,13 +211,16 @@ def retention(text: str) -> float | None:
 
 
 def mebibytes(text: str) -> int:
-    """``--trace-limit``'s MiB as bytes; raises ``ArgumentTypeError`` unless positive."""
+    """``--trace-limit``'s MiB as bytes; raises ``ArgumentTypeError`` unless it is a
+    number of MiB that comes to at least 1 KiB."""
     try:
         value = float(text.strip())
     except ValueError:
         value = math.nan
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number of MiB, got {text!r}")
+    if round(value * 2**20) < 1024:  # Config's bound, said here in the flag's unit
+        raise argparse.ArgumentTypeError(f"must be at least 1/1024 MiB (1 KiB), got {text!r}")
     return round(value * 2**20)
 
 

@@ -73,13 +73,16 @@ def test_a_goals_spans_are_read_from_both_files_each_once(tmp_path: Path) -> Non
 
 
 def test_trace_limit_is_mebibytes_and_at_least_a_kibibyte(tmp_path: Path) -> None:
-    """--trace-limit reads MiB as bytes and refuses what is not a positive number;
-    Config defaults to 64 MiB and refuses a limit under 1024 bytes."""
+    """--trace-limit reads MiB as bytes and refuses what is not a positive number or
+    comes to less than 1 KiB; Config defaults to 64 MiB and refuses a limit under 1024
+    bytes."""
     assert mebibytes("64") == DEFAULT_TRACE_LIMIT == 64 * 2**20
     assert mebibytes("0.5") == 2**19
     for bad in ("", "0", "-1", "inf", "nan", "64MB"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive number of MiB"):
             mebibytes(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"at least 1/1024 MiB \(1 KiB\)"):
+        mebibytes("0.0001")
     assert Config(state_dir=tmp_path).trace_limit == DEFAULT_TRACE_LIMIT
     with pytest.raises(ValueError, match="trace_limit must be a number at least 1024"):
         Config(state_dir=tmp_path, trace_limit=100)
