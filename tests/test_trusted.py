@@ -53,6 +53,16 @@ def test_task_context_and_record_match_their_checked_constructors() -> None:
             assert hash(built) == hash(checked)
 
 
+def test_what_it_builds_is_frozen_like_what_init_builds() -> None:
+    """A built record refuses assignment and deletion, as the checked one does."""
+    task = trusted_constructor(ov.Task)("g", "id", None, None, frozenset(), None, None, 0)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        task.goal = "other"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del task.goal  # type: ignore[misc]
+    assert task.goal == "g"
+
+
 def test_a_missing_field_is_a_type_error() -> None:
     """Every field is required: a field added to the class breaks every stale call site."""
     make = trusted_constructor(ov.Task)
