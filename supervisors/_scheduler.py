@@ -96,6 +96,8 @@ class PlanRun:
         # The plan's own task while it waits; a unit task wakes it when the plan needs a
         # look (an error, the last step done, a retry or restart that waits for a time).
         self.waiter: trio.lowlevel.Task | None = None
+        # trio.current_time() minus the two calls that find the clock, read per unit.
+        self.now = trio.lowlevel.current_clock().current_time
         # The checkpoint key is needed to look up or write checkpoints, and to scope the
         # keys of a nested plan (a child that is a supervisor), which its reviews carry.
         self.keyed = (
@@ -114,7 +116,7 @@ class PlanRun:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 while True:
-                    now = trio.current_time()
+                    now = self.now()
                     self._launch(now)
                     if self.error is not None or self.finished_steps == len(self.steps):
                         break
@@ -364,7 +366,7 @@ class PlanRun:
         if unit.stale or decision is None:
             self.wake()
             return
-        now = trio.current_time()
+        now = self.now()
         if not self._apply(unit, decision, now) or self.error is not None:
             # The plan's task expands what now may run and reschedules its wake-up.
             self.wake()
