@@ -1,5 +1,8 @@
 """Trees: specs, tasks, plans, routing, outcomes, and the runner."""
 
+import typing as _typing
+
+from overstory._lazy import lazy_names as _lazy_names
 from overstory.hierarchy._budget import Budget as Budget
 from overstory.hierarchy._budget import UsageLine as UsageLine
 from overstory.hierarchy._budget import UsageSummary as UsageSummary
@@ -23,14 +26,22 @@ from overstory.hierarchy._runner import GoalHandle as GoalHandle
 from overstory.hierarchy._runner import NodeHealth as NodeHealth
 from overstory.hierarchy._runner import Runner as Runner
 from overstory.hierarchy._runner import ShutdownReport as ShutdownReport
-from overstory.hierarchy._serde import converter as converter
-from overstory.hierarchy._serde import from_json as from_json
-from overstory.hierarchy._serde import to_json as to_json
 from overstory.hierarchy._spec import Strategic as Strategic
 from overstory.hierarchy._spec import Tactical as Tactical
 from overstory.hierarchy._task import Handoff as Handoff
 from overstory.hierarchy._task import Task as Task
 from overstory.hierarchy._tree import Tree as Tree
+
+if _typing.TYPE_CHECKING:
+    from overstory.hierarchy._serde import converter as converter
+    from overstory.hierarchy._serde import from_json as from_json
+    from overstory.hierarchy._serde import to_json as to_json
+
+_LAZY = {
+    "converter": "overstory.hierarchy._serde",
+    "from_json": "overstory.hierarchy._serde",
+    "to_json": "overstory.hierarchy._serde",
+}
 
 __all__ = [
     "Approve",
@@ -65,3 +76,7 @@ __all__ = [
     "from_json",
     "to_json",
 ]
+
+
+# Imported on first use: cattrs is only needed by code that stores records as JSON.
+__getattr__, __dir__ = _lazy_names(globals(), _LAZY, __all__)

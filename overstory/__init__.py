@@ -7,7 +7,6 @@
 """
 
 import typing as _typing
-from importlib.metadata import PackageNotFoundError, version
 
 from overstory import telemetry as telemetry
 from overstory._errors import AgentUnavailable as AgentUnavailable
@@ -56,31 +55,10 @@ from overstory.hierarchy import Tree as Tree
 from overstory.hierarchy import UsageLine as UsageLine
 from overstory.hierarchy import UsageSummary as UsageSummary
 from overstory.hierarchy import auto_approve as auto_approve
-from overstory.hierarchy import converter as converter
-from overstory.hierarchy import from_json as from_json
-from overstory.hierarchy import to_json as to_json
 from overstory.leaves import Agent as Agent
 from overstory.leaves import AgentSpec as AgentSpec
 from overstory.leaves import FunctionLeaf as FunctionLeaf
 from overstory.leaves import leaf as leaf
-from overstory.llm import AuthenticationFailed as AuthenticationFailed
-from overstory.llm import ChatRequest as ChatRequest
-from overstory.llm import ChatResponse as ChatResponse
-from overstory.llm import InvalidOutput as InvalidOutput
-from overstory.llm import InvalidRequest as InvalidRequest
-from overstory.llm import LLMAggregator as LLMAggregator
-from overstory.llm import LLMPlanner as LLMPlanner
-from overstory.llm import LLMRouter as LLMRouter
-from overstory.llm import Message as Message
-from overstory.llm import Model as Model
-from overstory.llm import ModelError as ModelError
-from overstory.llm import Price as Price
-from overstory.llm import ProviderError as ProviderError
-from overstory.llm import ProviderRejected as ProviderRejected
-from overstory.llm import ToolCall as ToolCall
-from overstory.llm import ToolSpec as ToolSpec
-from overstory.llm import ask as ask
-from overstory.llm import llm_leaf as llm_leaf
 from overstory.supervisors import Backoff as Backoff
 from overstory.supervisors import Breaker as Breaker
 from overstory.supervisors import EventKind as EventKind
@@ -90,16 +68,55 @@ from overstory.supervisors import Retry as Retry
 from overstory.supervisors import Strategy as Strategy
 from overstory.supervisors import SupervisionEvent as SupervisionEvent
 
-try:
-    __version__ = version("overstory")
-except PackageNotFoundError:  # pragma: no cover - running from a tree without metadata
-    __version__ = "0+unknown"
-
 if _typing.TYPE_CHECKING:
+    from overstory._version import __version__ as __version__
+    from overstory.hierarchy import converter as converter
+    from overstory.hierarchy import from_json as from_json
+    from overstory.hierarchy import to_json as to_json
+    from overstory.llm import AuthenticationFailed as AuthenticationFailed
+    from overstory.llm import ChatRequest as ChatRequest
+    from overstory.llm import ChatResponse as ChatResponse
+    from overstory.llm import InvalidOutput as InvalidOutput
+    from overstory.llm import InvalidRequest as InvalidRequest
+    from overstory.llm import LLMAggregator as LLMAggregator
+    from overstory.llm import LLMPlanner as LLMPlanner
+    from overstory.llm import LLMRouter as LLMRouter
+    from overstory.llm import Message as Message
+    from overstory.llm import Model as Model
+    from overstory.llm import ModelError as ModelError
     from overstory.llm import OpenAIModel as OpenAIModel
+    from overstory.llm import Price as Price
+    from overstory.llm import ProviderError as ProviderError
+    from overstory.llm import ProviderRejected as ProviderRejected
+    from overstory.llm import ToolCall as ToolCall
+    from overstory.llm import ToolSpec as ToolSpec
+    from overstory.llm import ask as ask
+    from overstory.llm import llm_leaf as llm_leaf
 
 _LAZY = {
+    "__version__": "overstory._version",
+    "converter": "overstory.hierarchy._serde",
+    "from_json": "overstory.hierarchy._serde",
+    "to_json": "overstory.hierarchy._serde",
+    "AuthenticationFailed": "overstory.llm",
+    "ChatRequest": "overstory.llm",
+    "ChatResponse": "overstory.llm",
+    "InvalidOutput": "overstory.llm",
+    "InvalidRequest": "overstory.llm",
+    "LLMAggregator": "overstory.llm",
+    "LLMPlanner": "overstory.llm",
+    "LLMRouter": "overstory.llm",
+    "Message": "overstory.llm",
+    "Model": "overstory.llm",
+    "ModelError": "overstory.llm",
     "OpenAIModel": "overstory.llm",
+    "Price": "overstory.llm",
+    "ProviderError": "overstory.llm",
+    "ProviderRejected": "overstory.llm",
+    "ToolCall": "overstory.llm",
+    "ToolSpec": "overstory.llm",
+    "ask": "overstory.llm",
+    "llm_leaf": "overstory.llm",
 }
 
 __all__ = [
@@ -186,6 +203,8 @@ __all__ = [
 ]
 
 
-# Imported on first use: the HTTP client behind it is only needed by
-# trees that talk to a model endpoint.
+# Imported on first use: the model clients (the OpenTelemetry API and httpx behind
+# them), cattrs and package metadata are only needed by trees that talk to a model,
+# by code that stores records as JSON, and by whoever reads the version. Every full
+# garbage collection walks what was imported, and every start of the CLI pays for it.
 __getattr__, __dir__ = _lazy_names(globals(), _LAZY, __all__)

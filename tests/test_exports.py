@@ -55,19 +55,20 @@ def test_no_generic_top_level_packages() -> None:
             importlib.import_module(generic)
 
 
-def test_import_loads_no_telemetry_sdk_or_http_client() -> None:
-    """`import overstory` leaves the OpenTelemetry SDK, exporters and httpx unloaded until used."""
+def test_import_loads_no_telemetry_serialisation_or_model_clients() -> None:
+    """`import overstory` loads neither OpenTelemetry, cattrs, the model clients nor httpx."""
     probe = (
         "import sys, overstory as ov\n"
-        "heavy = ('opentelemetry.sdk', 'opentelemetry.exporter', 'httpx')\n"
-        "print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if '.' in m else m"
-        " for m in sys.modules if m.startswith(heavy)}))\n"
-        "ov.telemetry.configure, ov.OpenAIModel, ov.telemetry.SpanRecord\n"
-        "print('opentelemetry.sdk' in sys.modules)\n"
+        "heavy = ('opentelemetry', 'cattrs', 'overstory.llm', 'httpx')\n"
+        "def loaded(): return sorted({h for h in heavy for m in sys.modules"
+        " if m == h or m.startswith(h + '.')})\n"
+        "print(loaded())\n"
+        "ov.telemetry.configure, ov.OpenAIModel, ov.telemetry.SpanRecord, ov.to_json\n"
+        "print(loaded(), 'opentelemetry.sdk' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     before, after = result.stdout.splitlines()
     assert before == "[]"
-    assert after == "True"
+    assert after == "['cattrs', 'opentelemetry', 'overstory.llm'] True"  # httpx: on a call
