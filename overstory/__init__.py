@@ -69,6 +69,7 @@ from overstory.supervisors import Strategy as Strategy
 from overstory.supervisors import SupervisionEvent as SupervisionEvent
 
 if _typing.TYPE_CHECKING:
+    from overstory import llm as llm
     from overstory._version import __version__ as __version__
     from overstory.hierarchy import converter as converter
     from overstory.hierarchy import from_json as from_json
@@ -95,6 +96,7 @@ if _typing.TYPE_CHECKING:
 
 _LAZY = {
     "__version__": "overstory._version",
+    "llm": "overstory.llm",
     "converter": "overstory.hierarchy._serde",
     "from_json": "overstory.hierarchy._serde",
     "to_json": "overstory.hierarchy._serde",

@@ -13,15 +13,17 @@ def lazy_names(
     namespace: MutableMapping[str, Any], where: Mapping[str, str], public: list[str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` for the names in ``where`` (name → the
-    module that defines it). The first access imports the module and caches the name in
-    ``namespace``; an unknown name raises ``AttributeError`` as usual."""
+    module that defines it, or for a subpackage its own name). The first access imports
+    the module and caches the name in ``namespace``; an unknown name raises
+    ``AttributeError`` as usual."""
     package = namespace["__name__"]
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, name)
         namespace[name] = value
         return value
 

@@ -63,6 +63,7 @@ def test_import_loads_no_telemetry_serialisation_or_model_clients() -> None:
         "def loaded(): return sorted({h for h in heavy for m in sys.modules"
         " if m == h or m.startswith(h + '.')})\n"
         "print(loaded())\n"
+        "assert ov.llm.LLMRouter is ov.LLMRouter\n"
         "ov.telemetry.configure, ov.OpenAIModel, ov.telemetry.SpanRecord, ov.to_json\n"
         "print(loaded(), 'opentelemetry.sdk' in sys.modules)\n"
     )
