@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextvars import ContextVar
 from typing import Any
 
 import attrs
+import trio
 
 from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._routing import Candidate
 from overstory.hierarchy._task import Task
 
-__all__ = ["CURRENT_CONTEXT", "Context", "Memory", "current_context", "using_context"]
+__all__ = ["CONTEXTS", "Context", "Memory", "current_context", "using_context"]
 
 
 class Memory(MutableMapping[str, Any]):
@@ -115,27 +115,49 @@ class Context:
         return self.path.rsplit("/", 1)[-1]
 
 
-CURRENT_CONTEXT: ContextVar[Context | None] = ContextVar("overstory_context", default=None)
+#: The context of each trio task that runs an agent's work, set around each attempt.
+#: Not a ContextVar: setting one builds a new mapping and a token, three objects each
+#: time, twice per attempt; a dict store and a delete build nothing.
+CONTEXTS: dict[trio.lowlevel.Task, Context] = {}
 
 
 def current_context() -> Context | None:
     """The context of the agent whose work is running in this task, or ``None`` outside
-    a tree. A supervisor's routing, planning and aggregation see the supervisor's own."""
-    return CURRENT_CONTEXT.get()
+    a tree. A supervisor's routing, planning and aggregation see the supervisor's own.
+
+    A task that an agent's work starts (in a nursery of its own) sees that agent's
+    context, as its nearest ancestor task's; code in a worker thread sees ``None``.
+    """
+    try:
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+    except RuntimeError:
+        return None  # not in a trio task: a worker thread, or no run at all
+    while task is not None:
+        ctx = CONTEXTS.get(task)
+        if ctx is not None:
+            return ctx
+        nursery = task.parent_nursery
+        task = None if nursery is None else nursery.parent_task
+    return None
 
 
 class using_context:
-    """Make ``ctx`` the :func:`current_context` for the block (the runtime does this around
-    every agent invocation)."""
+    """Make ``ctx`` the :func:`current_context` of this task for the block (the runtime
+    does this around every agent invocation)."""
 
-    __slots__ = ("_ctx", "_token")
+    __slots__ = ("_ctx", "_outer", "_task")
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
     def __enter__(self) -> Context:
-        self._token = CURRENT_CONTEXT.set(self._ctx)
+        self._task = task = trio.lowlevel.current_task()
+        self._outer = CONTEXTS.get(task)
+        CONTEXTS[task] = self._ctx
         return self._ctx
 
     def __exit__(self, *exc_info: object) -> None:
-        CURRENT_CONTEXT.reset(self._token)
+        if self._outer is None:
+            del CONTEXTS[self._task]
+        else:
+            CONTEXTS[self._task] = self._outer

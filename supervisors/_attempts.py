@@ -26,7 +26,7 @@ from overstory._errors import (
     NoCandidate,
 )
 from overstory._trusted import trusted_constructor
-from overstory.hierarchy._context import CURRENT_CONTEXT, Context
+from overstory.hierarchy._context import CONTEXTS, Context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step
 from overstory.hierarchy._task import Handoff, Task
@@ -127,10 +127,10 @@ async def try_once(
     # Function leaves without a concurrency limit are awaited directly: one frame less.
     direct = child.direct if type(child) is FunctionLeafNode else None
     timeout = definition.timeout
-    # What current_context() returns inside the child. Restored by value, not by token:
-    # a token would be one more object per attempt alive for the attempt's whole life.
-    outer = CURRENT_CONTEXT.get()
-    CURRENT_CONTEXT.set(ctx)
+    # What current_context() returns inside the child, restored after it.
+    me = trio.lowlevel.current_task()
+    outer = CONTEXTS.get(me)
+    CONTEXTS[me] = ctx
     # The span is entered and left by hand rather than by ``with``: untraced, there is no
     # span at all, and a ``with`` would keep a bound ``__exit__`` alive per attempt.
     opened: AbstractContextManager[SpanHook] | None = None
@@ -178,15 +178,18 @@ async def try_once(
             if moved is not None:
                 node.breaker_event(name, moved, span)
     except Exception as exc:
-        CURRENT_CONTEXT.set(outer)
+        _restore(me, outer)
         # Released before deciding, so the decision sees the child as no longer busy.
         _release(stats, breaker, settled)
         return decide(node, track, child, exc, run, span)
     except BaseException:
-        CURRENT_CONTEXT.set(outer)
+        _restore(me, outer)
         _release(stats, breaker, settled)
         raise
-    CURRENT_CONTEXT.set(outer)
+    if outer is None:  # _restore(), inline: the one path every attempt takes
+        del CONTEXTS[me]
+    else:
+        CONTEXTS[me] = outer
     stats[0] -= 1
     if isinstance(output, _HANDOFFS):
         try:
@@ -209,6 +212,13 @@ async def try_once(
                 span,
             )
     return _new_done(output, definition.path, False)
+
+
+def _restore(me: trio.lowlevel.Task, outer: Context | None) -> None:
+    if outer is None:
+        del CONTEXTS[me]
+    else:
+        CONTEXTS[me] = outer
 
 
 def _release(stats: list[int], breaker: CircuitBreaker | None, settled: bool) -> None:
