@@ -27,6 +27,10 @@ from overstory.telemetry._hooks import SpanHook
 
 __all__ = ["AgentPoolNode", "FunctionLeafNode", "ShutdownRecord"]
 
+# Looked up once: on Python 3.11 an ``Enum.MEMBER`` lookup allocates a method wrapper,
+# and every task an agent handles is checked in.
+_PERMANENT, _TEMPORARY = Restart.PERMANENT, Restart.TEMPORARY
+
 
 class FunctionLeafNode:
     """A function leaf: stateless, optionally limited to ``concurrency`` calls at once."""
@@ -200,7 +204,7 @@ class AgentPoolNode:
             crash = await instance.crashes.take()
             assert crash is not None  # the pool never closes an instance's mailbox
             how, delay = crash
-            if how == "raised" and self.spec.restart is Restart.TEMPORARY:
+            if how == "raised" and self.spec.restart is _TEMPORARY:
                 instance.retired = True
             await self._stop_instance(instance)
             if instance.retired:
@@ -301,14 +305,14 @@ class AgentPoolNode:
         span: SpanHook,
     ) -> None:
         restart = self.spec.restart
-        if how == "returned" or (how == "cancelled" and restart is not Restart.PERMANENT):
+        if how == "returned" or (how == "cancelled" and restart is not _PERMANENT):
             self._free.put(instance)
             return
         self._live -= 1
         self._restarting += 1
         instance.restarting = True
         delay = 0.0
-        if not (how == "raised" and restart is Restart.TEMPORARY):
+        if not (how == "raised" and restart is _TEMPORARY):
             # Decided now, while the crashed attempt's span is open, so the restart is
             # recorded where it happened; the instance manager stops, waits and restarts.
             backoff = self.spec.backoff

@@ -49,6 +49,9 @@ _HANDOFFS = (Handoff, UpwardHandoff)
 _new_context = trusted_constructor(Context)
 _new_done = trusted_constructor(Done)
 
+# Looked up once: on Python 3.11 an ``Enum.MEMBER`` lookup allocates a method wrapper.
+_LEAF = Layer.LEAF
+
 
 async def try_once(
     node: SupervisorNode,
@@ -112,7 +115,7 @@ async def try_once(
         run.usage,  # usage
         (),  # children
     )
-    if definition.layer is Layer.LEAF:
+    if definition.layer is _LEAF:
         try:
             run.usage.charge_attempt(definition.path)
         except BudgetExhausted as exc:

@@ -35,7 +35,7 @@ def decide(
     definition = child.definition
     step = track.step
     # A child supervisor's escalation, or a budget stop passed up, is in the chain already.
-    record = run.fail_once if isinstance(error, BudgetExhausted | Escalation) else run.fail
+    record = run.fail_once if isinstance(error, (BudgetExhausted, Escalation)) else run.fail
     record(
         path=definition.path,
         layer=definition.layer.value,

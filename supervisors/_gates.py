@@ -11,13 +11,26 @@ from collections import deque
 
 from overstory.supervisors._policies import Breaker, Intensity
 
-__all__ = ["Admission", "BreakerState", "CircuitBreaker", "IntensityGate"]
+__all__ = [
+    "ADMIT_OPEN",
+    "ADMIT_PROBE",
+    "ADMIT_REJECT",
+    "Admission",
+    "BreakerState",
+    "CircuitBreaker",
+    "IntensityGate",
+]
 
 
 class Admission(enum.Enum):
     OPEN = "open"  # run as usual
     PROBE = "probe"  # the cooldown is over: this task is the one probe
     REJECT = "reject"  # tripped: escalate at once
+
+
+# Looked up once: on Python 3.11 an ``Enum.MEMBER`` lookup allocates a method wrapper,
+# and every task a supervisor takes is admitted.
+ADMIT_OPEN, ADMIT_REJECT, ADMIT_PROBE = Admission.OPEN, Admission.REJECT, Admission.PROBE
 
 
 class IntensityGate:
@@ -74,11 +87,11 @@ class IntensityGate:
     def admit(self, now: float) -> Admission:
         """Decide for a new task: run it, run it as the probe, or reject it."""
         if self._tripped_until is None:
-            return Admission.OPEN
+            return ADMIT_OPEN
         if self._probing or now < self._tripped_until:
-            return Admission.REJECT
+            return ADMIT_REJECT
         self._probing = True
-        return Admission.PROBE
+        return ADMIT_PROBE
 
     def probe_done(self, now: float, *, succeeded: bool | None) -> None:
         """End the probe: ``True`` closes the gate, ``False`` trips it again, ``None``

@@ -42,7 +42,13 @@ from overstory.supervisors._decisions import (
     UpwardHandoff,
 )
 from overstory.supervisors._events import EventKind
-from overstory.supervisors._gates import Admission, BreakerState, CircuitBreaker, IntensityGate
+from overstory.supervisors._gates import (
+    ADMIT_OPEN,
+    ADMIT_REJECT,
+    BreakerState,
+    CircuitBreaker,
+    IntensityGate,
+)
 from overstory.supervisors._review import review
 from overstory.supervisors._runtime import GoalRun, Node, Runtime, key_scope, within_key
 from overstory.supervisors._scheduler import PlanRun
@@ -181,11 +187,11 @@ class SupervisorNode:
         no child here.
         """
         admission = self.gate.admit(trio.current_time())
-        if admission is Admission.REJECT:
+        if admission is ADMIT_REJECT:
             raise SupervisorTripped(
                 self.path, task.step or self.definition.name, "tripped: escalating new work"
             )
-        if admission is Admission.OPEN:
+        if admission is ADMIT_OPEN:
             if self._plain is not None:
                 # No review, no re-plan, no aggregator: what _handle would do, minus three
                 # coroutines per task (this runs once per step of every parent's plan).
