@@ -13,7 +13,7 @@ from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._routing import Candidate
 from overstory.hierarchy._task import Task
 
-__all__ = ["CONTEXTS", "Context", "Memory", "current_context", "using_context"]
+__all__ = ["CONTEXTS", "Context", "Memory", "current_context", "restore_context", "using_context"]
 
 
 class Memory(MutableMapping[str, Any]):
@@ -141,6 +141,14 @@ def current_context() -> Context | None:
     return None
 
 
+def restore_context(task: trio.lowlevel.Task, outer: Context | None) -> None:
+    """Give ``task`` back the context it had before one was set (``outer``, or none)."""
+    if outer is None:
+        del CONTEXTS[task]
+    else:
+        CONTEXTS[task] = outer
+
+
 class using_context:
     """Make ``ctx`` the :func:`current_context` of this task for the block (the runtime
     does this around every agent invocation)."""
@@ -157,7 +165,4 @@ class using_context:
         return self._ctx
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._outer is None:
-            del CONTEXTS[self._task]
-        else:
-            CONTEXTS[self._task] = self._outer
+        restore_context(self._task, self._outer)

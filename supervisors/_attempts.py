@@ -26,7 +26,7 @@ from overstory._errors import (
     NoCandidate,
 )
 from overstory._trusted import trusted_constructor
-from overstory.hierarchy._context import CONTEXTS, Context
+from overstory.hierarchy._context import CONTEXTS, Context, restore_context
 from overstory.hierarchy._layer import Layer
 from overstory.hierarchy._plan import Step
 from overstory.hierarchy._task import Handoff, Task
@@ -181,15 +181,15 @@ async def try_once(
             if moved is not None:
                 node.breaker_event(name, moved, span)
     except Exception as exc:
-        _restore(me, outer)
+        restore_context(me, outer)
         # Released before deciding, so the decision sees the child as no longer busy.
         _release(stats, breaker, settled)
         return decide(node, track, child, exc, run, span)
     except BaseException:
-        _restore(me, outer)
+        restore_context(me, outer)
         _release(stats, breaker, settled)
         raise
-    if outer is None:  # _restore(), inline: the one path every attempt takes
+    if outer is None:  # restore_context(), inline: the one path every attempt takes
         del CONTEXTS[me]
     else:
         CONTEXTS[me] = outer
@@ -215,13 +215,6 @@ async def try_once(
                 span,
             )
     return _new_done(output, definition.path, False)
-
-
-def _restore(me: trio.lowlevel.Task, outer: Context | None) -> None:
-    if outer is None:
-        del CONTEXTS[me]
-    else:
-        CONTEXTS[me] = outer
 
 
 def _release(stats: list[int], breaker: CircuitBreaker | None, settled: bool) -> None:
