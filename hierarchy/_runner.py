@@ -314,6 +314,7 @@ class Runner:
                     duration=run.elapsed(),
                 )
             )
+            run.close()
 
     async def _run_root(self, run: GoalRun, input: Any, goal_span: SpanHook) -> tuple[Status, Any]:
         root = self.root.definition

@@ -327,6 +327,15 @@ class GoalRun:
             return known() is error
         return known is error
 
+    def close(self) -> None:
+        """The goal has ended and its outcome is built: forget the recorded errors.
+
+        An error of a built-in type is held strongly, and its traceback holds the frames
+        that hold this run: a cycle that only a full collection would free, with the
+        goal's whole state in it.
+        """
+        self._recorded.clear()
+
     def fail_once(
         self,
         *,

@@ -140,11 +140,14 @@ class PlanRun:
                 raise self.error
             return {s.step.name: s.output for s in self.steps}
         finally:
-            # Units and their step point at each other: break the cycle so a finished
-            # plan is freed at once instead of waiting for the cyclic collector.
+            # Units and their step point at each other, and a raised error's traceback
+            # holds this frame, which holds the plan: break both cycles so a finished
+            # plan, failed or not, is freed at once instead of waiting for the cyclic
+            # collector.
             for step_run in self.steps:
                 step_run.units = None
             self.nursery = None
+            self.error = None
 
     async def _sleep(self) -> None:
         """Wait for :meth:`_wake` (what a trio.Event does, minus one Event per wait).

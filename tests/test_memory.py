@@ -8,8 +8,10 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 import overstory as ov
 from overstory.supervisors._runtime import GoalRun
@@ -83,5 +85,80 @@ async def test_plan_state_is_freed_without_the_cycle_collector() -> None:
             outcome = await (await runner.submit("go", input=[1, 2, 3])).outcome()
             assert outcome.ok
             assert step_runs_of_plan() == 0
+        finally:
+            gc.enable()
+
+
+class _Crasher(ov.Agent):
+    """Crashes on every task."""
+
+    async def handle(self, task: ov.Task, ctx: ov.Context) -> None:
+        raise RuntimeError("crashed")
+
+
+@ov.leaf(description="Waits until cancelled")
+async def hangs(task: ov.Task, ctx: ov.Context) -> None:
+    await trio.sleep_forever()
+
+
+@ov.leaf(description="Fails with a fatal error")
+async def fatal(task: ov.Task, ctx: ov.Context) -> None:
+    raise KeyError("fatal")
+
+
+def _failing_tree(name: str, member: Any = broken, **team: Any) -> ov.Tree:
+    """Two teams of ``member``: a goal fails after retries and a reassignment."""
+    teams = [
+        ov.Tactical(
+            f"team{n}",
+            "Does the work",
+            children=[member],
+            plan=[ov.Step("each", "Do each item", for_each="input")],
+            retry=ov.Retry(attempts=2, fatal=(KeyError,)),
+            **team,
+        )
+        for n in range(2)
+    ]
+    plan = [ov.Step("work", "Do the work", to="team0"), ov.Step("more", "More", to="team1")]
+    return ov.Tree(name, ov.Strategic("root", plan=plan, children=teams))
+
+
+# A tree, the goal's timeout, and whether the goal is cancelled after a second.
+SCENARIOS: dict[str, tuple[ov.Tree, float | None, bool]] = {
+    "retried, reassigned and escalated": (_failing_tree("retried"), None, False),
+    "one_for_all": (_failing_tree("group", strategy=ov.Strategy.ONE_FOR_ALL), None, False),
+    "an agent that crashes": (_failing_tree("crash", _Crasher), None, False),
+    "a fatal error": (_failing_tree("fatal", fatal), None, False),
+    "a goal timeout": (_failing_tree("timeout", hangs), 5.0, False),
+    "a cancelled goal": (_failing_tree("cancel", hangs), None, True),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_a_failed_goal_is_freed_without_the_cycle_collector(
+    scenario: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A goal that fails, times out or is cancelled leaves no reference cycle behind:
+    its failure's traceback does not keep its plans alive until a full collection."""
+    tree, timeout, cancel = SCENARIOS[scenario]
+
+    async def fail_once(runner: ov.Runner) -> int:
+        handle = await runner.submit("go", input=[1, 2, 3], timeout=timeout)
+        if cancel:
+            await trio.sleep(1)
+            handle.cancel()
+        outcome = await handle.outcome()
+        assert outcome.status is (
+            ov.Status.CANCELLED if cancel else ov.Status.TIMED_OUT if timeout else ov.Status.FAILED
+        )
+        return len(outcome.failures)
+
+    async with tree.running() as runner:
+        await fail_once(runner)  # imports and caches filled once, outside the count
+        gc.collect()
+        gc.disable()
+        try:
+            assert await fail_once(runner) > 0 or cancel or timeout
+            assert gc.collect() == 0
         finally:
             gc.enable()
