@@ -218,6 +218,9 @@ class _Span:
                 self.record_failure(exc)
         if self._failure is not None:
             outcome = FAILED
+            # The error's traceback holds the frame that holds this span: dropped now,
+            # so the two are freed at once instead of by a full collection.
+            self._failure = None
         kind = self._kind
         if kind == "workflow":
             outcome = self._status or outcome

@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from telemetry_helpers import memory_telemetry
 
 import overstory as ov
 from overstory.supervisors._runtime import GoalRun
@@ -134,13 +135,19 @@ SCENARIOS: dict[str, tuple[ov.Tree, float | None, bool]] = {
 }
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_a_failed_goal_is_freed_without_the_cycle_collector(
-    scenario: str, autojump_clock: trio.testing.MockClock
+    scenario: str, traced: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A goal that fails, times out or is cancelled leaves no reference cycle behind:
-    its failure's traceback does not keep its plans alive until a full collection."""
+    """A goal that fails, times out or is cancelled leaves no reference cycle behind,
+    traced or not: a failure's traceback does not keep its plans or spans alive until a
+    full collection."""
     tree, timeout, cancel = SCENARIOS[scenario]
+    options: dict[str, Any] = {}
+    if traced:
+        telemetry, _ = memory_telemetry()
+        options["instrumentation"] = telemetry.instrumentation
 
     async def fail_once(runner: ov.Runner) -> int:
         handle = await runner.submit("go", input=[1, 2, 3], timeout=timeout)
@@ -153,7 +160,7 @@ async def test_a_failed_goal_is_freed_without_the_cycle_collector(
         )
         return len(outcome.failures)
 
-    async with tree.running() as runner:
+    async with tree.running(**options) as runner:
         await fail_once(runner)  # imports and caches filled once, outside the count
         gc.collect()
         gc.disable()
