@@ -256,7 +256,12 @@ class Journal:
         self._send.send_nowait(pending)
         await pending.done.wait()  # type: ignore[union-attr]
         if pending.error is not None:
-            raise pending.error
+            try:
+                raise pending.error
+            finally:
+                # The error's traceback holds the transaction's frame, which holds the
+                # batch and so ``pending``: let go, so no cycle outlives this call.
+                pending.error = None
         result: T = pending.result
         return result
 
@@ -340,6 +345,7 @@ class Journal:
                     logger.exception("journal: an on_commit callback raised")
             elif pending.error is not None and pending.done is None:
                 logger.error("journal: a queued write failed: %r", pending.error)
+                pending.error = None  # (see write())
             if pending.done is not None:
                 pending.done.set()
 

@@ -199,7 +199,9 @@ class OpenAIModel:
             except trio.TooSlowError:
                 problem = _Retryable(f"no answer within {self.timeout:g} s")
             except _Retryable as exc:
-                problem = exc
+                # Kept for its reason only: its traceback would hold this frame, which
+                # holds it, a cycle that lives until a full collection.
+                problem = exc.with_traceback(None)
             if attempt + 1 == attempts:
                 break
             if problem.retry_after is not None and problem.retry_after > self.max_retry_after:

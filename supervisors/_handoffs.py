@@ -111,5 +111,9 @@ async def _complete(
             agent = decision.agent or node.path
             return decision.output, agent, agent.rsplit("/", 1)[-1]
         if isinstance(decision, Escalate):
-            raise decision.error
+            try:
+                raise decision.error
+            finally:
+                # The error's traceback holds this frame: no local may hold the error.
+                del decision
         await trio.sleep(decision.delay)

@@ -140,12 +140,13 @@ class PlanRun:
                 raise self.error
             return {s.step.name: s.output for s in self.steps}
         finally:
-            # Units and their step point at each other, and a raised error's traceback
-            # holds this frame, which holds the plan: break both cycles so a finished
-            # plan, failed or not, is freed at once instead of waiting for the cyclic
-            # collector.
+            # Units and their step point at each other (also while the step awaits a
+            # review that never came), and a raised error's traceback holds this frame,
+            # which holds the plan: break the cycles so a finished plan, failed or not,
+            # is freed at once instead of waiting for the cyclic collector.
             for step_run in self.steps:
                 step_run.units = None
+                step_run.unreviewed.clear()
             self.nursery = None
             self.error = None
 

@@ -55,6 +55,9 @@ async def review_step(plan: PlanRun, step_run: StepRun, scope: trio.CancelScope)
         else:
             notice = _Reviewed(step_run, verdict)
     _apply_verdict(plan, notice)
+    # A reviewer's error is in the notice, and its traceback holds this frame: drop the
+    # notice, or the two keep each other (and the plan) alive until a full collection.
+    del notice
     plan.wake()
 
 

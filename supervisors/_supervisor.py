@@ -307,9 +307,8 @@ class SupervisorNode:
             try:
                 return validate_plan(steps, self.children)
             except ValueError as exc:
-                error = PlanError(self.path, f"the plan for this goal is invalid: {exc}")
-                plan_span.record_failure(error)
-                raise error from None
+                # Raised from a call, not a local: the error's traceback holds this frame.
+                raise _invalid_plan(self.path, exc, plan_span) from None
 
     async def _aggregate(
         self, steps: tuple[Step, ...], outputs: Mapping[str, Any], task: Task, ctx: Context
@@ -417,3 +416,11 @@ def _combine(steps: tuple[Step, ...], outputs: Mapping[str, Any]) -> Any:
     if len(steps) == 1:
         return outputs[steps[0].name]
     return {step.name: outputs[step.name] for step in steps}
+
+
+def _invalid_plan(path: str, error: ValueError, span: SpanHook) -> PlanError:
+    """The :class:`PlanError` for a dynamic plan that ``validate_plan`` refused, recorded
+    on the plan's span."""
+    failure = PlanError(path, f"the plan for this goal is invalid: {error}")
+    span.record_failure(failure)
+    return failure

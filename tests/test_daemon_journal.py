@@ -3,6 +3,7 @@ both ``synchronous`` settings; checkpoints and another process's lock."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from functools import partial
 from pathlib import Path
@@ -73,6 +74,26 @@ async def test_a_failing_write_is_rolled_back_alone(journal: Journal) -> None:
     keys = await journal.read(lambda c: [k for (k,) in c.execute("SELECT key FROM meta")])
     assert {"a", "b"} <= set(keys)
     assert "half" not in keys
+
+
+async def test_a_failed_write_leaves_nothing_for_the_cycle_collector(journal: Journal) -> None:
+    """A write or an append whose operation raises is freed by reference counting: its
+    error's traceback does not keep the writer's batch alive until a full collection."""
+
+    def bad(c: sqlite3.Connection) -> None:
+        raise ValueError("boom")
+
+    await journal.write(lambda c: None)  # the writer's first batch, outside the count
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            await journal.write(bad)
+        journal.append(bad)
+        await journal.write(lambda c: None)  # after the append's batch
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 async def test_on_commit_runs_even_when_the_caller_was_cancelled(journal: Journal) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
+import types
 
 import attrs
 import httpx
@@ -118,6 +121,30 @@ async def test_5xx_exhausts_retries_into_provider_error(
     assert caught.value.path == "desk/tech"
     assert "overloaded" in str(caught.value)
     assert not caught.value.fatal
+
+
+async def test_retried_failures_leave_no_cycle_behind(
+    script: ScriptedModel, http_model: ov.OpenAIModel
+) -> None:
+    """The retried failures behind a ProviderError are freed by reference counting: the
+    last one, kept for its reason, does not hold the frame that holds it. (httpx's own
+    request and response objects form cycles of their own, which are not looked at.)"""
+    script.on(reply=Fail(503, message="overloaded"))
+    with pytest.raises(ov.ProviderError):
+        await ov.ask(http_model, "hi", agent="desk/tech")  # connections and imports warm
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with contextlib.suppress(ov.ProviderError):
+            await ov.ask(http_model, "hi", agent="desk/tech")
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, BaseException | types.FrameType)]
+        assert left == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 async def test_retry_after_beyond_the_limit_is_not_waited_for(script: ScriptedModel) -> None:

@@ -6,7 +6,7 @@ No timing here: the garbage collector is asked which runtime objects are still a
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import trio
@@ -15,6 +15,7 @@ import trio.testing
 from telemetry_helpers import memory_telemetry
 
 import overstory as ov
+from overstory.hierarchy._review import Reviewer
 from overstory.supervisors._runtime import GoalRun
 from overstory.supervisors._scheduler import PlanRun
 from overstory.supervisors._units import StepRun
@@ -124,14 +125,51 @@ def _failing_tree(name: str, member: Any = broken, **team: Any) -> ov.Tree:
     return ov.Tree(name, ov.Strategic("root", plan=plan, children=teams))
 
 
-# A tree, the goal's timeout, and whether the goal is cancelled after a second.
-SCENARIOS: dict[str, tuple[ov.Tree, float | None, bool]] = {
-    "retried, reassigned and escalated": (_failing_tree("retried"), None, False),
-    "one_for_all": (_failing_tree("group", strategy=ov.Strategy.ONE_FOR_ALL), None, False),
-    "an agent that crashes": (_failing_tree("crash", _Crasher), None, False),
-    "a fatal error": (_failing_tree("fatal", fatal), None, False),
-    "a goal timeout": (_failing_tree("timeout", hangs), 5.0, False),
-    "a cancelled goal": (_failing_tree("cancel", hangs), None, True),
+@ov.leaf(description="Hands the task to pong")
+async def ping(task: ov.Task, ctx: ov.Context) -> ov.Handoff:
+    return ov.Handoff(to="pong")
+
+
+@ov.leaf(description="Hands the task to ping")
+async def pong(task: ov.Task, ctx: ov.Context) -> ov.Handoff:
+    return ov.Handoff(to="ping")
+
+
+async def _cyclic_plan(task: ov.Task, ctx: ov.Context) -> list[ov.Step]:
+    return [ov.Step("a", "x", after=["b"]), ov.Step("b", "y", after=["a"])]
+
+
+async def _crashing_reviewer(request: ov.ReviewRequest) -> ov.Approve:
+    raise RuntimeError("the review screen crashed")
+
+
+class _Scenario(NamedTuple):
+    tree: ov.Tree
+    status: ov.Status = ov.Status.FAILED
+    timeout: float | None = None
+    cancel: bool = False  # cancelled a second after it starts
+    reviewer: Reviewer | None = None
+
+
+def _team(name: str, **team: Any) -> ov.Tree:
+    return ov.Tree(name, ov.Tactical("team", "Does the work", **team))
+
+
+SCENARIOS = {
+    "retried, reassigned and escalated": _Scenario(_failing_tree("retried")),
+    "one_for_all": _Scenario(_failing_tree("group", strategy=ov.Strategy.ONE_FOR_ALL)),
+    "an agent that crashes": _Scenario(_failing_tree("crash", _Crasher)),
+    "a fatal error": _Scenario(_failing_tree("fatal", fatal)),
+    "a goal timeout": _Scenario(_failing_tree("timeout", hangs), ov.Status.TIMED_OUT, 5.0),
+    "a cancelled goal": _Scenario(_failing_tree("cancel", hangs), ov.Status.CANCELLED, cancel=True),
+    "a hand-off loop": _Scenario(
+        _team("loop", children=[ping, pong], plan=[ov.Step("s", "x", to="ping")], max_handoffs=3)
+    ),
+    "an invalid dynamic plan": _Scenario(_team("plan", children=[work], plan=_cyclic_plan)),
+    "a reviewer that raises": _Scenario(
+        _team("review", children=[work], plan=[ov.Step("s", "x", review=True)]),
+        reviewer=_crashing_reviewer,
+    ),
 }
 
 
@@ -143,8 +181,8 @@ async def test_a_failed_goal_is_freed_without_the_cycle_collector(
     """A goal that fails, times out or is cancelled leaves no reference cycle behind,
     traced or not: a failure's traceback does not keep its plans or spans alive until a
     full collection."""
-    tree, timeout, cancel = SCENARIOS[scenario]
-    options: dict[str, Any] = {}
+    tree, status, timeout, cancel, reviewer = SCENARIOS[scenario]
+    options: dict[str, Any] = {"reviewer": reviewer}
     if traced:
         telemetry, _ = memory_telemetry()
         options["instrumentation"] = telemetry.instrumentation
@@ -155,9 +193,7 @@ async def test_a_failed_goal_is_freed_without_the_cycle_collector(
             await trio.sleep(1)
             handle.cancel()
         outcome = await handle.outcome()
-        assert outcome.status is (
-            ov.Status.CANCELLED if cancel else ov.Status.TIMED_OUT if timeout else ov.Status.FAILED
-        )
+        assert outcome.status is status
         return len(outcome.failures)
 
     async with tree.running(**options) as runner:
