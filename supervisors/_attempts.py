@@ -83,7 +83,7 @@ async def try_once(
         except BudgetExhausted as exc:
             run.fail_once(
                 path=node.path,
-                layer=node.definition.layer.value,
+                layer=node.definition.layer_name,
                 step=step.name,
                 attempt=track.total,
                 error=exc,
@@ -200,7 +200,7 @@ async def try_once(
         except Failure as exc:
             run.fail(
                 path=node.path,
-                layer=node.definition.layer.value,
+                layer=node.definition.layer_name,
                 step=step.name,
                 attempt=track.total,
                 error=exc,

@@ -38,7 +38,7 @@ def decide(
     record = run.fail_once if isinstance(error, (BudgetExhausted, Escalation)) else run.fail
     record(
         path=definition.path,
-        layer=definition.layer.value,
+        layer=definition.layer_name,
         step=step,
         attempt=track.attempt,
         error=error,
@@ -147,7 +147,7 @@ def escalate(
     error.__cause__ = cause
     run.fail(
         path=node.path,
-        layer=node.definition.layer.value,
+        layer=node.definition.layer_name,
         step=track.step,
         attempt=track.total,
         error=error,

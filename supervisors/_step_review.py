@@ -70,7 +70,7 @@ def _apply_verdict(plan: PlanRun, notice: _Reviewed) -> None:
     if notice.error is not None:
         plan.run_state.fail(
             path=sup.path,
-            layer=sup.definition.layer.value,
+            layer=sup.definition.layer_name,
             step=step_run.step.name,
             attempt=step_run.reviews + 1,
             error=notice.error,
@@ -98,7 +98,7 @@ def _apply_verdict(plan: PlanRun, notice: _Reviewed) -> None:
         )
         plan.run_state.fail(
             path=sup.path,
-            layer=sup.definition.layer.value,
+            layer=sup.definition.layer_name,
             step=step_run.step.name,
             attempt=step_run.reviews,
             error=error,

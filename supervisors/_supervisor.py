@@ -161,8 +161,18 @@ class SupervisorNode:
         self.runtime.health_changes += 1
         self.runtime.report(span, _BREAKER_EVENTS[state], self.path, agent=f"{self.path}/{name}")
 
-    def count_failure(self, span: SpanHook | None = None, **fields: Any) -> None:
+    def count_failure(
+        self,
+        span: SpanHook | None = None,
+        *,
+        goal_id: str | None = None,
+        step: str | None = None,
+        agent: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
         """Count one child failure toward intensity; emit TRIP when it trips the gate."""
+        # Named parameters, not ``**fields``: every failure of a storm comes through here,
+        # and only the one that trips the gate needs the fields.
         if self.gate.record_failure(trio.current_time()):
             self.runtime.health_changes += 1
             self.runtime.report(
@@ -173,7 +183,10 @@ class SupervisorNode:
                     f"more than {self.spec.intensity.max_failures} failures within "
                     f"{self.spec.intensity.within:g} s"
                 ),
-                **fields,
+                goal_id=goal_id,
+                step=step,
+                agent=agent,
+                error_type=error_type,
             )
 
     # -- one task -----------------------------------------------------------------------
