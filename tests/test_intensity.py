@@ -81,7 +81,15 @@ async def test_one_failure_over_the_limit_escalates_once(autojump_clock: trio.ab
         ov.Status.SUCCEEDED,
         ov.Status.FAILED,
     ]
-    assert len(events_of(events, ov.EventKind.TRIP)) == 1
+    [trip] = events_of(events, ov.EventKind.TRIP)
+    # The trip names the failure that tripped it: its goal, step, agent and error type.
+    assert (trip.path, trip.goal_id, trip.step, trip.agent, trip.error_type) == (
+        "t/team",
+        outcomes[-1].goal_id,
+        "team",
+        "t/team/a",
+        "RuntimeError",
+    )
     last = outcomes[-1].failures
     assert [f.error_type for f in last] == ["RuntimeError", "SupervisorTripped"]
     assert calls.names() == ["a", "b", "a", "b", "a"]
