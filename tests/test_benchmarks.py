@@ -41,6 +41,7 @@ SMOKE = [
     ("restart", "trio", "--restarts", "5"),
     ("restart", "overstory", "--restarts", "5"),
     ("soak", "overstory", "--goals", "30", "--warmup", "10"),
+    ("cycles", "overstory", "--goals", "3", "--fail", "0.3"),
     ("telemetry_cost", "sdk-hooks", "--goals", "5", "--repeat", "1"),
 ]
 
@@ -73,6 +74,17 @@ def test_failure_storm_agrees_with_bare_trio() -> None:
     overstory_result = run("fanout", "overstory", *args)
     assert trio_result["success_fraction"] == trio_result["expected_success_fraction"]
     assert overstory_result["success_fraction"] == trio_result["success_fraction"]
+
+
+def test_failed_goals_leave_no_more_in_cycles_than_a_trio_run() -> None:
+    """W2 at the full tree shape leaves no goal's state in reference cycles: 3 and 12
+    goals leave exactly as many objects as bare trio's run does (its own teardown)."""
+    args = ("--fail", "0.3", "--steps", "3", "--leaves", "4")
+    floor = run("cycles", "trio", "--goals", "3", *args)["cyclic_objects"]
+    few = run("cycles", "overstory", "--goals", "3", *args)
+    many = run("cycles", "overstory", "--goals", "12", *args)
+    assert few["workload"] == "W2"
+    assert few["cyclic_objects"] == many["cyclic_objects"] == floor
 
 
 def test_tracing_sides_export_the_same_spans() -> None:
