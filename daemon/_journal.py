@@ -331,9 +331,10 @@ class Journal:
                 self._wrote.set()
         except sqlite3.Error as exc:
             logger.error("journal: a transaction of %d operations failed: %s", len(batch), exc)
-            error = JournalError(f"the journal could not commit: {exc}")
             for pending in batch:
-                pending.error = error
+                # One error each: an exception raised in several tasks would gather all
+                # their frames in one traceback.
+                pending.error = JournalError(f"the journal could not commit: {exc}")
         else:
             self.commits += 1
             self.operations += len(batch)

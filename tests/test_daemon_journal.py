@@ -14,7 +14,7 @@ import trio
 
 from overstory.daemon import _journal
 from overstory.daemon import _store as store
-from overstory.daemon._journal import Journal, SchemaMismatch
+from overstory.daemon._journal import Journal, JournalError, SchemaMismatch
 from overstory.daemon._models import GoalStatus, ReviewStatus
 from overstory.hierarchy import ReviewRequest
 
@@ -94,6 +94,36 @@ async def test_a_failed_write_leaves_nothing_for_the_cycle_collector(journal: Jo
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+async def test_a_failed_commit_fails_each_write_with_an_error_of_its_own(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the transaction itself fails, every write of the batch raises a JournalError
+    naming the cause, each its own object (one raised in several tasks would collect all
+    their frames in one traceback), and the journal goes on serving."""
+
+    def broken(self: Journal, batch: list[Any]) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(Journal, "_transaction", broken)
+    errors: list[JournalError] = []
+
+    async def attempt() -> None:
+        try:
+            await journal.write(lambda c: None)
+        except JournalError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(attempt)
+    assert [str(e) for e in errors] == [
+        "the journal could not commit: database disk image is malformed"
+    ] * 3
+    assert len({id(e) for e in errors}) == 3
+    monkeypatch.undo()
+    assert await journal.write(lambda c: 7) == 7
 
 
 async def test_on_commit_runs_even_when_the_caller_was_cancelled(journal: Journal) -> None:
