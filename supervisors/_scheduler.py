@@ -301,12 +301,16 @@ class PlanRun:
                 break  # the plan has failed: its task is about to cancel every unit
             decision = await self._attempt(unit)
         self._ended(unit, decision)
+        # An escalation's traceback reaches this frame (Python 3.13 links a finished
+        # frame to its caller's), so the frame must not keep the decision that holds it.
+        del decision
 
     async def _cancellable_unit_task(self, unit: Unit, scope: trio.CancelScope) -> None:
         decision: Decision | None = None
         with scope:
             decision = await self._attempt(unit)
         self._ended(unit, decision)
+        del decision  # (see _unit_task)
 
     def _attempt(self, unit: Unit) -> Awaitable[Decision]:
         # Returns the attempt's coroutine rather than awaiting it: one frame less per unit.
