@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -49,3 +51,22 @@ def failing_leaf(
 
 def events_of(events: list[ov.SupervisionEvent], kind: ov.EventKind) -> list[ov.SupervisionEvent]:
     return [e for e in events if e.kind is kind]
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[list[Any]]:
+    """Collect once, then keep the cyclic garbage collector off for the block; on leaving
+    it, collect again and fill the list it gave with what that collection found: the
+    objects that only a reference cycle kept alive after the block."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    left: list[Any] = []
+    try:
+        yield left
+    finally:
+        gc.collect()
+        left += gc.garbage
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()

@@ -3,7 +3,6 @@ both ``synchronous`` settings; checkpoints and another process's lock."""
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 from functools import partial
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from support import collector_off
 
 from overstory.daemon import _journal
 from overstory.daemon import _store as store
@@ -84,16 +84,12 @@ async def test_a_failed_write_leaves_nothing_for_the_cycle_collector(journal: Jo
         raise ValueError("boom")
 
     await journal.write(lambda c: None)  # the writer's first batch, outside the count
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off() as left:
         with pytest.raises(ValueError, match="boom"):
             await journal.write(bad)
         journal.append(bad)
         await journal.write(lambda c: None)  # after the append's batch
-        assert gc.collect() == 0
-    finally:
-        gc.enable()
+    assert left == []
 
 
 async def test_a_failed_commit_fails_each_write_with_an_error_of_its_own(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import types
@@ -13,6 +12,7 @@ import httpx
 import pytest
 import trio
 from llm_support import Spans, http_model, script, spans  # noqa: F401 - fixtures
+from support import collector_off
 
 import overstory as ov
 from overstory.llm._openai import parse_retry_after
@@ -132,19 +132,9 @@ async def test_retried_failures_leave_no_cycle_behind(
     script.on(reply=Fail(503, message="overloaded"))
     with pytest.raises(ov.ProviderError):
         await ov.ask(http_model, "hi", agent="desk/tech")  # connections and imports warm
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        with contextlib.suppress(ov.ProviderError):
-            await ov.ask(http_model, "hi", agent="desk/tech")
-        gc.collect()
-        left = [o for o in gc.garbage if isinstance(o, BaseException | types.FrameType)]
-        assert left == []
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    with collector_off() as left, contextlib.suppress(ov.ProviderError):
+        await ov.ask(http_model, "hi", agent="desk/tech")
+    assert [o for o in left if isinstance(o, BaseException | types.FrameType)] == []
 
 
 async def test_retry_after_beyond_the_limit_is_not_waited_for(script: ScriptedModel) -> None:

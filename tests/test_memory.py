@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from support import collector_off
 from telemetry_helpers import memory_telemetry
 
 import overstory as ov
@@ -81,14 +82,10 @@ async def test_plan_state_is_freed_without_the_cycle_collector() -> None:
     once instead of waiting for a full collection (costly with many goals in flight)."""
     async with TREE.running() as runner:
         await (await runner.submit("warm", input=[1])).outcome()
-        gc.collect()
-        gc.disable()
-        try:
+        with collector_off():
             outcome = await (await runner.submit("go", input=[1, 2, 3])).outcome()
             assert outcome.ok
             assert step_runs_of_plan() == 0
-        finally:
-            gc.enable()
 
 
 class _Crasher(ov.Agent):
@@ -198,10 +195,6 @@ async def test_a_failed_goal_is_freed_without_the_cycle_collector(
 
     async with tree.running(**options) as runner:
         await fail_once(runner)  # imports and caches filled once, outside the count
-        gc.collect()
-        gc.disable()
-        try:
+        with collector_off() as left:
             assert await fail_once(runner) > 0 or cancel or timeout
-            assert gc.collect() == 0
-        finally:
-            gc.enable()
+        assert left == []
