@@ -10,6 +10,14 @@ timed from the goal's submission until the last restart is complete.
 bare trio: one task loops ``restarts`` times: call the instance's handler, which
 raises; catch it; ``await stop()`` the instance, make a new one and ``await start()``.
 
+trio-supervisor (not in the suite; a reference for the design, not a baseline): the
+cheapest bare-trio form of "restarted by its supervisor", with no failure record, no
+retry decision and no events. A supervisor task owns the instance: it starts it (bounded
+by a deadline), hands it to the calling task, and on a crash stops it (shielded, bounded
+by a deadline) and starts a new one; the tasks hand over with trio's low-level
+park/reschedule. ``--unbounded`` drops the two deadlines. Its ratio to bare trio is the
+part of overstory's that any implementation of this design pays on trio.
+
 Run one measurement: ``python -m benchmarks.restart SYSTEM [--restarts N]``.
 """
 
@@ -21,7 +29,7 @@ import time
 
 from benchmarks._common import emit
 
-SYSTEMS = ("trio", "overstory")
+SYSTEMS = ("trio", "overstory", "trio-supervisor")
 
 
 class Crash(Exception):
@@ -58,6 +66,80 @@ def run_trio(args: argparse.Namespace) -> tuple[float, int]:
                 await worker.start()
                 restarts += 1
         seconds = time.perf_counter() - start
+
+    trio.run(main)
+    return seconds, restarts
+
+
+def run_trio_supervisor(args: argparse.Namespace) -> tuple[float, int]:
+    import trio
+
+    class Worker:
+        async def start(self) -> None:
+            await trio.lowlevel.checkpoint()
+
+        async def handle(self, task: int) -> int:
+            raise Crash(f"task {task}")
+
+        async def stop(self) -> None:
+            await trio.lowlevel.checkpoint()
+
+    bounded = not args.unbounded
+    free: list[Worker] = []  # the started instance, while no caller holds it
+    parked: dict[str, trio.lowlevel.Task] = {}  # "caller" / "supervisor", while waiting
+    restarts = 0
+    seconds = 0.0
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def park(role: str) -> None:
+        parked[role] = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(role: str) -> None:
+        task = parked.pop(role, None)
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def supervisor() -> None:
+        nonlocal restarts
+        while True:
+            worker = Worker()
+            if bounded:
+                with trio.fail_after(60.0):
+                    await worker.start()
+            else:
+                await worker.start()
+            free.append(worker)
+            wake("caller")
+            await park("supervisor")  # until the caller reports a crash
+            if bounded:
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 5.0):
+                    await worker.stop()
+            else:
+                await worker.stop()
+            restarts += 1
+
+    async def main() -> None:
+        nonlocal seconds
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(supervisor)
+            while not free:
+                await trio.lowlevel.checkpoint()
+            start = time.perf_counter()
+            for task in range(args.restarts):
+                if not free:
+                    await park("caller")
+                worker = free.pop()
+                try:
+                    await worker.handle(task)
+                except Crash:
+                    wake("supervisor")
+            while not (restarts >= args.restarts and free):
+                await trio.lowlevel.checkpoint()  # the last restart may still be under way
+            seconds = time.perf_counter() - start
+            nursery.cancel_scope.cancel()
 
     trio.run(main)
     return seconds, restarts
@@ -117,13 +199,18 @@ def run_overstory(args: argparse.Namespace) -> tuple[float, int]:
     return seconds, restarts
 
 
-RUNNERS = {"trio": run_trio, "overstory": run_overstory}
+RUNNERS = {"trio": run_trio, "overstory": run_overstory, "trio-supervisor": run_trio_supervisor}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("system", choices=SYSTEMS)
     p.add_argument("--restarts", type=int, default=5000)
+    p.add_argument(
+        "--unbounded",
+        action="store_true",
+        help="trio-supervisor: start() and stop() without deadlines",
+    )
     args = p.parse_args(argv)
     gc.collect()
     # Timed inside trio.run, from the first task to the last restart (start-up excluded).
@@ -135,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds=seconds,
         restarts=restarts,
         us_per_restart=seconds / restarts * 1e6,
+        **({"bounded": not args.unbounded} if args.system == "trio-supervisor" else {}),
     )
 
 

@@ -40,6 +40,8 @@ SMOKE = [
     ("scale", "overstory", "--teams", "3", "--leaves", "4", "--sleep", "0.001"),
     ("restart", "trio", "--restarts", "5"),
     ("restart", "overstory", "--restarts", "5"),
+    ("restart", "trio-supervisor", "--restarts", "5"),
+    ("restart", "trio-supervisor", "--restarts", "5", "--unbounded"),
     ("soak", "overstory", "--goals", "30", "--warmup", "10"),
     ("cycles", "overstory", "--goals", "3", "--fail", "0.3"),
     ("telemetry_cost", "sdk-hooks", "--goals", "5", "--repeat", "1"),
