@@ -16,7 +16,7 @@ from typing import Any
 import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -326,6 +326,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 # -- the app ----------------------------------------------------------------------------
 
 
+#: The status counted for a request whose client disconnected before sending all of it.
+CLIENT_CLOSED = 499
+
+
 def create_app(
     daemon: Daemon, tokens: Tokens, *, max_body: int, streams: set[trio.CancelScope]
 ) -> ASGIApp:
@@ -379,6 +383,15 @@ def create_app(
             return await endpoint.handler(call)
         except HttpError as exc:
             return _error(exc)
+        except ClientDisconnect:
+            # Gone before its request was read: nobody to answer and nothing the daemon
+            # did wrong. Counted as 499, the code nginx gives such a request.
+            logger.info(
+                "%s %s: the client disconnected before sending its whole request",
+                request.method,
+                request.url.path,
+            )
+            return Response(status_code=CLIENT_CLOSED)
         except Exception:
             logger.exception("%s %s failed", request.method, request.url.path)
             return _error(HttpError(500, "internal", "the daemon failed to answer; see its log"))
@@ -401,6 +414,9 @@ def create_app(
         ],
         exception_handlers={HTTPException: http_error},
     )
+    # Starlette answers a path with a stray trailing slash by a redirect built from the
+    # client's Host header; here it is an unknown path like any other (404, JSON).
+    router.router.redirect_slashes = False
     exact = {
         (endpoint.method, endpoint.path): handle
         for endpoint, handle in handlers.items()

@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 
 from overstory.daemon._models import EventView, unstructure
 from overstory.daemon._service import Daemon
+from overstory.daemon._text import utf8
 
 HEARTBEAT = 15.0
 
@@ -127,5 +128,5 @@ class EventStream:
 
     async def _send(self, send: Send, event: EventView) -> None:
         data = json.dumps(unstructure(event), ensure_ascii=False)
-        body = f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+        body = utf8(f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n")
         await send({"type": "http.response.body", "body": body, "more_body": True})

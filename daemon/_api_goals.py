@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from overstory.daemon import _store as store
 from overstory.daemon._api_events import EventStream
-from overstory.daemon._api_http import MAX_ID, Call, HttpError, _goal_id, _json
+from overstory.daemon._api_http import Call, HttpError, _goal_id, _json, decimal_id
 from overstory.daemon._journal import JournalError
 from overstory.daemon._models import GoalPage, GoalStatus, Problem, SubmitGoal, TraceView
 from overstory.daemon._service import Busy, Draining, Mismatch
@@ -72,9 +72,10 @@ async def goal_events(call: Call) -> Response:
     goal_id = _goal_id(call)
     after = call.param("after")
     follow = call.param("follow")
-    last_id = call.request.headers.get("last-event-id", "")
-    if last_id.isdigit() and int(last_id) <= MAX_ID:
-        after = max(after, int(last_id))
+    # Any other Last-Event-ID is ignored, as an event stream's client may send it.
+    last_id = decimal_id(call.request.headers.get("last-event-id", ""))
+    if last_id is not None:
+        after = max(after, last_id)
     if await call.daemon.journal.read(lambda c: store.get_goal(c, goal_id)) is None:
         raise HttpError(404, "not_found", f"no goal {goal_id[:80]!r}")
     return EventStream(call.daemon, goal_id, after, follow, call.streams)  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
@@ -20,6 +20,7 @@ from starlette.responses import Response
 from overstory.daemon._auth import Identity, Role, Tokens
 from overstory.daemon._models import ErrorBody, InvalidBody, Problem, structure, unstructure
 from overstory.daemon._service import Daemon
+from overstory.daemon._text import is_text, utf8
 
 MAX_DEPTH = 64
 MAX_ID = 2**63 - 1
@@ -49,7 +50,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        _ENCODER.encode(unstructure(value)),
+        utf8(_ENCODER.encode(unstructure(value))),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -216,12 +217,25 @@ class Call:
         except (ValueError, RecursionError) as exc:
             message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
             raise HttpError(400, "invalid_json", f"the body is not valid JSON: {message}") from None
-        if _depth(data) > MAX_DEPTH:
+        deepest, text = _shape(data)
+        if deepest > MAX_DEPTH:
             raise HttpError(
                 422,
                 "invalid_body",
                 f"the body is nested more than {MAX_DEPTH} levels deep",
                 [Problem(field="", problem=f"nested more than {MAX_DEPTH} levels deep")],
+            )
+        if not text:
+            field = _first_untext(data, ()) or ""
+            problem = (
+                "holds a lone surrogate escape (\\ud800 to \\udfff), which is not Unicode "
+                "text and cannot be stored"
+            )
+            raise HttpError(
+                422,
+                "invalid_body",
+                f"{field or 'the body'} {problem}",
+                [Problem(field=field, problem=problem)],
             )
         return data
 
@@ -247,16 +261,51 @@ def _finite(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def _shape(value: Any) -> tuple[int, bool]:
+    """How deep ``value`` nests (counted up to one level past MAX_DEPTH), and whether
+    every string in it, keys included, is Unicode text.
+
+    A string that is not (a lone surrogate) would fail SQLite, the response encoder and
+    clients long after the request was accepted: see :mod:`overstory.daemon._text`.
+    """
+    deepest, text, stack = 0, True, [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            text = text and is_text(item)
+        elif isinstance(item, dict | list):
             deepest = max(deepest, depth)
             if depth <= MAX_DEPTH:
-                children = item.values() if isinstance(item, dict) else item
+                children: Iterable[Any]
+                if isinstance(item, dict):
+                    text = text and all(is_text(key) for key in item)
+                    children = item.values()
+                else:
+                    children = item
                 stack.extend((child, depth + 1) for child in children)
-    return deepest
+    return deepest, text
+
+
+def _first_untext(value: Any, path: tuple[str, ...]) -> str | None:
+    """The dotted path of the first string in ``value`` that is not Unicode text (for a
+    key, the key's own path, spelt by ``ascii()``); ``None`` if there is none. Recursive:
+    ``value`` has passed the depth check."""
+    if isinstance(value, str):
+        return None if is_text(value) else ".".join(path)
+    pairs: Any
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, list):
+        pairs = ((str(index), child) for index, child in enumerate(value))
+    else:
+        return None
+    for key, child in pairs:
+        if not is_text(key):
+            return ".".join((*path, ascii(key)))
+        found = _first_untext(child, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _goal_id(call: Call) -> str:
@@ -266,6 +315,19 @@ def _goal_id(call: Call) -> str:
 
 def _review_id(call: Call) -> int:
     raw: str = call.request.path_params["review_id"]
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+    number = decimal_id(raw)
+    if number is None or number == 0:
         raise HttpError(404, "not_found", f"no review {raw[:40]!r}")
-    return int(raw)
+    return number
+
+
+def decimal_id(text: str) -> int | None:
+    """``text`` as an id (ASCII digits, at most :data:`MAX_ID`), else ``None``.
+
+    Not ``str.isdigit()``: it also accepts ``²`` and other digits ``int()`` refuses or
+    reads differently, and ``int()`` refuses over 4,300 digits.
+    """
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None

@@ -18,10 +18,12 @@ import trio
 
 from overstory.daemon import _store as store
 from overstory.daemon._config import Config
+from overstory.daemon._journal import JournalError
 from overstory.daemon._metrics import Metrics
 from overstory.daemon._models import AttemptView, EventView, GoalStatus
 from overstory.daemon._parking import _Reviews
 from overstory.daemon._retention import keep_for
+from overstory.daemon._text import scrub
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._runner import GoalHandle, Runner
 from overstory.hierarchy._serde import converter
@@ -267,8 +269,36 @@ class _Dispatcher(_Reviews):
         error: str | None,
         actor: str,
     ) -> None:
-        text = json.dumps(converter.unstructure(outcome)) if outcome is not None else None
+        """Record the goal's end.
 
+        When the record cannot be made for this goal's own sake (an outcome that is not
+        JSON, a value SQLite refuses), the goal is recorded as failed with the reason
+        instead: raising would stop the daemon, and the goal, resumed at the next start,
+        would stop it again. :class:`JournalError` (the journal itself failing)
+        propagates and stops the daemon; the goal resumes when it starts again.
+        """
+        try:
+            text = json.dumps(converter.unstructure(outcome)) if outcome is not None else None
+            await self._record_end(live, status, text, error, actor)
+        except JournalError:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "goal %s: could not record its end (%s); recording it as failed",
+                live.row.id,
+                status.value,
+            )
+            reason = f"the daemon could not record this goal's end ({status.value}): {exc!r}"
+            await self._record_end(live, GoalStatus.FAILED, None, reason, "daemon")
+
+    async def _record_end(
+        self,
+        live: _Live,
+        status: GoalStatus,
+        outcome: str | None,
+        error: str | None,
+        actor: str,
+    ) -> None:
         def committed(events: list[EventView]) -> None:
             self._live.pop(live.row.id, None)
             live.status = status
@@ -284,8 +314,9 @@ class _Dispatcher(_Reviews):
                 goal_id=live.row.id,
                 status=status,
                 at=time.time(),
-                error=error,
-                outcome=text,
+                # A leaf's error message may hold a lone surrogate, which SQLite refuses.
+                error=None if error is None else scrub(error),
+                outcome=outcome,
                 actor=actor,
             ),
             on_commit=committed,

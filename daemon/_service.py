@@ -210,7 +210,8 @@ class Daemon(_Dispatcher):
     def _replay(self, row: store.GoalRow, request: SubmitGoal) -> GoalSummary:
         same = (
             row.goal == request.goal
-            and json.loads(row.input) == request.input
+            # The same JSON, key order aside: Python's ``==`` takes true for 1 and 1.0 for 1.
+            and _canonical(json.loads(row.input)) == _canonical(request.input)
             and row.priority == request.priority
             and row.timeout == request.timeout
         )
@@ -369,3 +370,7 @@ def _records_naming(files: list[IO[str]], texts: tuple[str, ...]) -> Iterator[di
         for line in file:
             if line.endswith("\n") and any(text in line for text in texts):
                 yield json.loads(line)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

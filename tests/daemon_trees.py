@@ -106,3 +106,17 @@ failing = ov.Tree(
         "team", children=[broken], retry=ov.Retry(attempts=2, backoff=ov.Backoff(initial=0.01))
     ),
 )
+
+
+@ov.leaf
+async def garble(task: ov.Task, ctx: ov.Context) -> object:
+    """Makes a string that is not Unicode text (what decoding bytes with surrogateescape
+    makes): returns it, or fails with it when the input is "fail"."""
+    text = b"caf\xe9".decode("utf-8", "surrogateescape")
+    if task.input == "fail":
+        raise RuntimeError(text)
+    return {"text": text}
+
+
+#: Each goal's output, or its error, holds a lone surrogate.
+garbled = ov.Tree("garbled", ov.Tactical("team", children=[garble], retry=ov.Retry(attempts=1)))

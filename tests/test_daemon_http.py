@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,30 @@ def test_submit_answers_202_with_the_goal_and_its_location(http: httpx.Client) -
     assert response.headers["location"] == f"/v1/goals/{goal['id']}"
 
 
+def test_a_key_reused_with_true_for_1_is_a_conflict(http: httpx.Client) -> None:
+    """Inputs are compared as JSON: true is not 1 (Python's == says they are), though key
+    order does not matter."""
+    first = _submit(http, input={"x": 1, "y": [1, 2]}, idempotency_key="typed")
+    reordered = http.post(
+        "/v1/goals",
+        json={
+            "goal": "write about trees",
+            "input": {"y": [1, 2], "x": 1},
+            "idempotency_key": "typed",
+        },
+    )
+    assert (reordered.status_code, reordered.json()["id"]) == (200, first["id"])
+    response = http.post(
+        "/v1/goals",
+        json={
+            "goal": "write about trees",
+            "input": {"x": True, "y": [1, 2]},
+            "idempotency_key": "typed",
+        },
+    )
+    assert response.status_code == 409
+
+
 def test_same_idempotency_key_returns_the_first_goal(http: httpx.Client) -> None:
     """Submitting again with the same key answers 200 with the first goal, not a new one."""
     first = _submit(http, idempotency_key="once-only")
@@ -110,6 +135,33 @@ def test_malformed_json_is_a_400(http: httpx.Client, raw: bytes) -> None:
     assert response.json()["error"] in ("invalid_json", "invalid_body")
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"goal": "g\\ud800"}', "goal"),
+        (b'{"goal": "g", "input": {"names": ["ok", "\\udfff"]}}', "input.names.1"),
+        (b'{"goal": "g", "input": {"\\udc80": 1}}', "input.'\\udc80'"),
+        (b'{"goal": "g", "idempotency_key": "\\ud83d"}', "idempotency_key"),
+    ],
+)
+def test_a_string_that_is_not_unicode_text_is_a_422_naming_it(
+    http: httpx.Client, raw: bytes, field: str
+) -> None:
+    """A lone surrogate escape anywhere in a body is answered 422 naming where it is, and
+    nothing is accepted (a surrogate pair, one character, is fine)."""
+    before = http.get("/v1/goals", params={"limit": 500}).json()["goals"]
+    response = http.post("/v1/goals", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["problems"] == [
+        {"field": field, "problem": response.json()["problems"][0]["problem"]}
+    ]
+    assert "lone surrogate" in response.json()["message"]
+    assert http.get("/v1/goals", params={"limit": 500}).json()["goals"] == before
+    pair = b'{"goal": "emoji \\ud83d\\ude00"}'
+    accepted = http.post("/v1/goals", content=pair, headers={"content-type": "application/json"})
+    assert (accepted.status_code, accepted.json()["goal"]) == (202, "emoji \U0001f600")
+
+
 def test_deeply_nested_input_is_refused(http: httpx.Client) -> None:
     """Input nested deeper than 64 levels is answered 422."""
     nested: object = 1
@@ -143,6 +195,57 @@ def test_unknown_paths_and_methods_answer_json_errors(http: httpx.Client) -> Non
     assert http.put("/healthz").status_code == 405
     assert http.get("/v1/goals/no-such-goal").status_code == 404
     assert http.get("/v1/reviews/99999999999999999999999").status_code == 404
+
+
+@pytest.mark.parametrize("review_id", ["%C2%B2", "%D9%A3", "1" * 5000, "-1", "0", "+3"])
+def test_a_review_id_that_is_not_an_ascii_number_is_a_404(
+    http: httpx.Client, review_id: str
+) -> None:
+    """Superscript and Arabic-Indic digits, 5,000 digits, signs and zero name no review."""
+    for response in (
+        http.get(f"/v1/reviews/{review_id}"),
+        http.post(f"/v1/reviews/{review_id}/approve"),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.json()["error"] == "not_found"
+
+
+def test_a_trailing_slash_is_an_unknown_path_not_a_redirect(http: httpx.Client) -> None:
+    """/v1/goals/ is a 404 JSON error: no redirect built from the client's Host header."""
+    for response in (
+        http.get("/v1/goals/", headers={"host": "evil.example"}),
+        http.post("/v1/goals/", json={"goal": "g"}),
+    ):
+        assert response.status_code == 404
+        assert "location" not in response.headers
+        assert response.json()["error"] == "not_found"
+
+
+def test_a_client_that_leaves_mid_request_is_not_a_server_error(
+    daemon: Daemon, http: httpx.Client
+) -> None:
+    """A client that disconnects before sending its whole body is counted as 499, not 500,
+    and the daemon goes on serving."""
+
+    def counted(code: str) -> int:
+        text = http.get("/metrics").text
+        found = re.search(
+            rf'overstory_http_responses_total{{route="POST /v1/goals",code="{code}"}} (\d+)', text
+        )
+        return int(found.group(1)) if found else 0
+
+    before = counted("499")
+    url = httpx.URL(daemon.url)
+    with socket.create_connection((url.host, url.port)) as raw:
+        raw.sendall(
+            b"POST /v1/goals HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {TOKENS['admin']}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            + b'{"goal":'
+        )
+    wait_for(lambda: counted("499") > before, timeout=10, what="the disconnect to be counted")
+    assert counted("500") == 0
+    _submit(http)
 
 
 def test_a_goal_shows_its_steps_pending_review_and_outcome(http: httpx.Client) -> None:
@@ -274,6 +377,25 @@ def test_health_needs_no_token_and_everything_else_does(daemon: Daemon) -> None:
         document = http.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/v1/goals" in document["paths"]
+
+
+def test_strings_a_goal_makes_that_are_not_unicode_text_are_served_as_u_fffd(
+    tmp_path: Path,
+) -> None:
+    """An output or error holding a lone surrogate is stored, and served (goal, list,
+    events) with U+FFFD in its place; the daemon goes on."""
+    with Daemon(tmp_path / "state", "garbled") as daemon, daemon.client() as http:
+        done = _submit(http)
+        failed = _submit(http, input="fail")
+        wait_status(http, done["id"], {"succeeded"}, timeout=10)
+        wait_status(http, failed["id"], {"failed"}, timeout=10)
+        goal = http.get(f"/v1/goals/{done['id']}").json()
+        assert goal["outcome"]["output"] == {"text": "caf\ufffd"}
+        assert "caf\ufffd" in http.get(f"/v1/goals/{failed['id']}").json()["error"]
+        assert http.get("/v1/goals").status_code == 200
+        events = http.get(f"/v1/goals/{failed['id']}/events", params={"follow": "false"})
+        assert "caf\ufffd" in events.content.decode("utf-8")
+        assert _submit(http)["status"] in ("queued", "running", "succeeded")
 
 
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:

@@ -196,3 +196,34 @@ async def test_a_drained_goal_resumes_in_the_next_daemon(tmp_path: Path) -> None
         "goal.finished",
     ]
     assert gate.started == ["long", "long"]
+
+
+async def test_a_goal_whose_end_the_journal_refuses_fails_and_the_daemon_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When recording a goal's end raises for the goal's own sake, the goal is recorded
+    failed with the reason instead, and the daemon keeps running goals."""
+    real = store.finish
+    refused: list[str] = []
+
+    def finish(c: Any, **fields: Any) -> Any:
+        if not refused:
+            refused.append(fields["goal_id"])
+            raise ValueError("this end cannot be stored")
+        return real(c, **fields)
+
+    monkeypatch.setattr(store, "finish", finish)
+    gate = Gate()
+    gate.open.set()
+    async with running(gate.tree, tmp_path) as daemon:
+        _, first = await daemon.submit(SubmitGoal(goal="first"), ADMIN)
+        await _wait_status(daemon, first.id, GoalStatus.FAILED)
+        _, second = await daemon.submit(SubmitGoal(goal="second"), ADMIN)
+        await _wait_status(daemon, second.id, GoalStatus.SUCCEEDED)
+        ended = await daemon.goal(first.id)
+    assert refused == [first.id]
+    assert ended is not None
+    assert ended.error == (
+        "the daemon could not record this goal's end (succeeded): "
+        "ValueError('this end cannot be stored')"
+    )
