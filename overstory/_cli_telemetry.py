@@ -73,10 +73,13 @@ def _telemetry(args: argparse.Namespace) -> Telemetry | None:
     from_environment = any(os.environ.get(name, "").strip() for name in _OTEL_EXPORT_VARIABLES)
     if not (args.trace or args.otlp_endpoint or args.trace_file or from_environment):
         return None
+    exporter: str | None
     if args.trace_file is not None:
         exporter = "jsonl"
-    elif args.otlp_endpoint is not None or from_environment:
+    elif args.otlp_endpoint is not None:
         exporter = "otlp"
+    elif from_environment:
+        exporter = None  # configure() reads OTEL_TRACES_EXPORTER (otlp, console, none)
     else:
         exporter = "none"
     try:

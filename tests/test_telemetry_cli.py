@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -60,6 +63,29 @@ def test_run_without_telemetry_flags_builds_no_pipeline(
     assert main(["run", target, "go"]) == 0
     assert ov.telemetry.current_instrumentation() is ov.telemetry.NULL_INSTRUMENTATION
     assert "invoke_workflow" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exporter", ["console", "none"])
+def test_run_uses_the_exporter_otel_traces_exporter_names(target: str, exporter: str) -> None:
+    """OTEL_TRACES_EXPORTER=console prints the spans and =none exports nothing, as
+    configure() does from Python: neither tries OTLP."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("OTEL_") and name != "PYTHONWARNINGS"
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "overstory", "run", target, "go"],
+        env={**env, "OTEL_TRACES_EXPORTER": exporter},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = '"name": "invoke_workflow agency"' in done.stdout
+    assert printed is (exporter == "console")
+    assert "4318" not in done.stderr
 
 
 def test_run_trace_draws_the_goal_after_the_outcome(
