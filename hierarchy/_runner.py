@@ -62,8 +62,10 @@ class NodeHealth:
     """One node's live state, as its parent sees it (``Runner.health()``).
 
     ``in_flight``, ``succeeded`` and ``failed`` count attempts on this node since the
-    tree started. ``breaker`` is the parent's breaker for it (``None``: no breaker, or
-    the root); ``tripped`` is set for supervisors, ``live``/``restarts`` for agents.
+    tree started; for the root they count goals (a goal that timed out or ran out of
+    budget failed; a cancelled one neither succeeded nor failed). ``breaker`` is the
+    parent's breaker for it (``None``: no breaker, or the root); ``tripped`` is set for
+    supervisors, ``live``/``restarts`` for agents.
     """
 
     path: str
@@ -153,6 +155,7 @@ class Runner:
         self._nursery = nursery
         self._limiter = trio.CapacityLimiter(max_concurrent) if max_concurrent is not None else None
         self._active: dict[str, GoalHandle] = {}
+        self._ended = [0, 0]  # goals that succeeded, failed (the root's health)
         self._accepting = True
         self.report: ShutdownReport | None = None
 
@@ -169,7 +172,7 @@ class Runner:
         """A snapshot of every node, depth first: load, failures, breakers, trips."""
         now = trio.current_time()
         records: list[NodeHealth] = []
-        root_stats = [len(self._active), 0, 0]
+        root_stats = [len(self._active), *self._ended]
         self._health(self.root, root_stats, None, now, records)
         return tuple(records)
 
@@ -299,6 +302,10 @@ class Runner:
                 goal_span.set_attributes({"overstory.goal.status": status.value})
         finally:
             del self._active[handle.id]
+            if status is Status.SUCCEEDED:
+                self._ended[0] += 1
+            elif status is not Status.CANCELLED:
+                self._ended[1] += 1
             handle._finish(
                 Outcome(
                     goal_id=run.goal_id,

@@ -254,6 +254,38 @@ async def test_cancelled_is_never_counted_or_retried(autojump_clock: trio.abc.Cl
     assert health["t/team/hang"].in_flight == 0
 
 
+async def test_the_root_counts_the_goals_that_succeeded_and_failed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The root's health counts goals: succeeded, failed (a time-out too), in flight; a
+    cancelled goal is neither a success nor a failure."""
+    hold = trio.Event()
+
+    @ov.leaf
+    async def work(task: ov.Task, ctx: ov.Context) -> str:
+        if task.input == "fail":
+            raise ValueError("no")
+        if task.input in ("slow", "hold"):
+            await hold.wait()
+        return "done"
+
+    tree = ov.Tree("t", team(work, retry=ov.Retry(attempts=1)))
+    async with tree.running() as runner:
+        for input in ("ok", "ok", "fail"):
+            await (await runner.submit("g", input=input)).outcome()
+        await (await runner.submit("g", input="slow", timeout=1)).outcome()
+        cancelled = await runner.submit("g", input="hold")
+        await trio.sleep(0.1)
+        cancelled.cancel()
+        await cancelled.outcome()
+        held = await runner.submit("g", input="hold")
+        await trio.sleep(0.1)
+        root = runner.health()[0]
+        hold.set()
+        await held.outcome()
+    assert (root.path, root.in_flight, root.succeeded, root.failed) == ("t/team", 1, 2, 2)
+
+
 @pytest.mark.parametrize("error", [ValueError("v"), ov.AttemptTimeout("p", "m")])
 async def test_failure_records_name_the_error(
     autojump_clock: trio.abc.Clock, error: Exception
