@@ -122,7 +122,8 @@ class Tree:
 
         A failed, cancelled or timed-out goal is an outcome, not an exception. Raises
         what :meth:`running` raises on start. ``KeyboardInterrupt`` cancels everything
-        and stops the agents before it propagates. ``options`` go to :meth:`running`.
+        and stops the agents before it propagates, in an exception group as from any
+        trio nursery. ``options`` go to :meth:`running`.
         """
         async with self.running(reviewer=reviewer, **options) as runner:
             handle = await runner.submit(goal, input=input, timeout=timeout, budget=budget)
