@@ -154,3 +154,12 @@ class NoCandidate(Escalation):
 
 class SupervisorTripped(Escalation):
     """The supervisor saw more child failures than its intensity allows and stopped retrying."""
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or what says it failed: an error whose ``__str__`` raises must
+    still be recorded, retried and escalated like any other."""
+    try:
+        return str(error)
+    except Exception as exc:
+        return f"<str() of this {type(error).__name__} raised {type(exc).__name__}>"

@@ -16,6 +16,7 @@ from overstory._errors import (
     CandidatesExhausted,
     Escalation,
     SupervisorTripped,
+    error_text,
 )
 from overstory.supervisors._decisions import RETRY_AT_ONCE, Decision, Escalate, RetryLater, Track
 from overstory.supervisors._events import EventKind
@@ -54,7 +55,12 @@ def decide(
     if isinstance(error, node.fatal_types) or getattr(error, "fatal", False):
         return escalate(
             node,
-            Escalation(node.path, step, f"fatal failure in {definition.path}: {error}", fatal=True),
+            Escalation(
+                node.path,
+                step,
+                f"fatal failure in {definition.path}: {error_text(error)}",
+                fatal=True,
+            ),
             error,
             track,
             run,
@@ -88,7 +94,7 @@ def decide(
                 agent=definition.path,
                 delay=delay,
                 error_type=error_type,
-                message=str(error),
+                message=error_text(error),
             )
         return RETRY_AT_ONCE if delay == 0.0 else RetryLater(delay)
     if not retry.reassign:
@@ -98,7 +104,7 @@ def decide(
                 node.path,
                 step,
                 f"{definition.path} failed ({track.total} attempts) and reassignment is "
-                f"off; last: {error_type}: {error}",
+                f"off; last: {error_type}: {error_text(error)}",
             ),
             error,
             track,
@@ -119,7 +125,7 @@ def decide(
             agent=definition.path,
             next_agent=following.definition.path,
             error_type=error_type,
-            message=str(error),
+            message=error_text(error),
         )
         return RETRY_AT_ONCE
     return escalate(
@@ -127,7 +133,8 @@ def decide(
         CandidatesExhausted(
             node.path,
             step,
-            f"every candidate failed ({track.total} attempts); last: {error_type}: {error}",
+            f"every candidate failed ({track.total} attempts); last: {error_type}: "
+            f"{error_text(error)}",
         ),
         error,
         track,

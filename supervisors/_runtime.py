@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from overstory._errors import error_text
 from overstory.hierarchy._blueprint import NodeDef
 from overstory.hierarchy._budget import Usage
 from overstory.hierarchy._context import Context, Memory
@@ -366,7 +367,7 @@ class GoalRun:
         """Append ``error`` to the goal's failure chain."""
         # Built-in exception types take no weak references (a zero weakref offset).
         self._recorded[id(error)] = weakref.ref(error) if type(error).__weakrefoffset__ else error
-        message = str(error)
+        message = error_text(error)
         self._unformatted.append(
             (
                 path,

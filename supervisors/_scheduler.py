@@ -41,6 +41,7 @@ from overstory.supervisors._decisions import (
     UpwardHandoff,
 )
 from overstory.supervisors._events import EventKind
+from overstory.supervisors._failures import escalate
 from overstory.supervisors._policies import Strategy
 from overstory.supervisors._runtime import GoalRun, key_scope, within_key
 from overstory.supervisors._step_review import review_step
@@ -138,6 +139,8 @@ class PlanRun:
                     nursery.cancel_scope.cancel()  # stop what still runs (nothing, usually)
             if self.error is not None:
                 raise self.error
+            if self.finished_steps != len(self.steps):
+                raise self._lost_unit()
             return {s.step.name: s.output for s in self.steps}
         finally:
             # Units and their step point at each other (also while the step awaits a
@@ -149,6 +152,19 @@ class PlanRun:
                 step_run.unreviewed.clear()
             self.nursery = None
             self.error = None
+
+    def _lost_unit(self) -> Escalation:
+        # A unit task can only end without reporting by raising trio.Cancelled from a
+        # scope outside this goal (a leaf re-raising a Cancelled it caught elsewhere):
+        # the nursery takes it for its own and swallows it, and the plan would
+        # otherwise return with a step that never ran.
+        step = next(s.step.name for s in self.steps if s.phase is not _DONE)
+        return Escalation(
+            self.sup_path,
+            step,
+            "a unit of this step ended without an outcome: it raised trio.Cancelled "
+            "from a cancel scope outside the goal",
+        )
 
     async def _sleep(self) -> None:
         """Wait for :meth:`_wake` (what a trio.Event does, minus one Event per wait).
@@ -365,7 +381,19 @@ class PlanRun:
             and run.on_checkpoint is not None
             and not isinstance(decision.output, UpwardHandoff)
         ):
-            await run.on_checkpoint(key, decision.output)
+            try:
+                await run.on_checkpoint(key, decision.output)
+            except Exception as exc:
+                # The same output would fail again: no retry, the goal cannot be resumed.
+                problem = f"the output of {unit.key} could not be checkpointed: {exc!r}"
+                return escalate(
+                    self.sup,
+                    Escalation(self.sup_path, unit.step, problem, fatal=True),
+                    exc,
+                    unit,
+                    run,
+                    self.span,
+                )
         return decision
 
     # -- applying notices ---------------------------------------------------------------

@@ -382,12 +382,14 @@ class SupervisorNode:
         )
         try:
             ranked = await self.router(request, [self._candidates[n] for n in names])
+            # Inside the try: a router that answers None, a number or unhashable names
+            # has failed as surely as one that raised.
+            allowed = set(names)
+            order = [n for n in dict.fromkeys(ranked) if n in allowed]
         except BudgetExhausted:
             raise  # the goal ran out of budget (a model router spent it), not a routing fault
         except Exception as exc:
             raise NoCandidate(self.path, step.name, f"the router failed: {exc!r}") from exc
-        allowed = set(names)
-        order = [n for n in dict.fromkeys(ranked) if n in allowed]
         if target is not None and target in allowed:
             order = [target, *(n for n in order if n != target)]
         return order

@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.trace import Link, Status, StatusCode
 
+from overstory._errors import error_text
 from overstory.hierarchy._layer import Layer
 from overstory.telemetry._hooks import AttributeValue, SpanHook
 from overstory.telemetry._metrics import CANCELLED, FAILED, GOAL_STATUS, SUCCEEDED, Metrics
@@ -173,11 +174,11 @@ class _Span:
             "exception",
             {
                 "exception.type": type_name(error),
-                "exception.message": str(error),
+                "exception.message": error_text(error),
                 "exception.stacktrace": stacktrace(error),
             },
         )
-        span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"))
+        span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error_text(error)}"))
 
     # -- context manager -----------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import linecache
 import traceback
 
+from overstory._errors import error_text
+
 __all__ = ["stacktrace", "type_name"]
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -53,7 +55,7 @@ def stacktrace(error: BaseException) -> str:
                 line = linecache.getline(code.co_filename, lineno, frame.f_globals).strip()
                 if line:
                     parts.append(f"    {line}\n")
-        message = str(each)
+        message = error_text(each)
         parts.append(f"{type_name(each)}: {message}\n" if message else f"{type_name(each)}\n")
         if index:
             parts.append(chain[index][1])

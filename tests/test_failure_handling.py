@@ -286,6 +286,34 @@ async def test_the_root_counts_the_goals_that_succeeded_and_failed(
     assert (root.path, root.in_flight, root.succeeded, root.failed) == ("t/team", 1, 2, 2)
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+async def test_an_error_whose_str_raises_is_retried_and_recorded(
+    autojump_clock: trio.abc.Clock, traced: bool
+) -> None:
+    """An error whose __str__ raises is recorded, retried and escalated like any other,
+    its message saying that its str() failed."""
+    calls = Calls()
+    tree = ov.Tree("t", team(failing_leaf("a", calls, fail=5, error=_Unprintable)))
+    telemetry = ov.telemetry.configure(exporter="none", record=True) if traced else None
+    try:
+        outcome = await tree.run(
+            "work", instrumentation=telemetry.instrumentation if telemetry else None
+        )
+    finally:
+        if telemetry is not None:
+            await telemetry.aclose()
+    assert outcome.status is ov.Status.FAILED
+    assert [f.error_type for f in outcome.failures][:3] == ["_Unprintable"] * 3
+    assert outcome.failures[0].message == "<str() of this _Unprintable raised RuntimeError>"
+    assert outcome.error is not None
+    assert "CandidatesExhausted" in outcome.error
+
+
 @pytest.mark.parametrize("error", [ValueError("v"), ov.AttemptTimeout("p", "m")])
 async def test_failure_records_name_the_error(
     autojump_clock: trio.abc.Clock, error: Exception

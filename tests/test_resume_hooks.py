@@ -233,3 +233,34 @@ async def test_a_replan_checkpoints_its_steps_under_its_own_scope() -> None:
         handle = await runner.submit("g", on_checkpoint=on_checkpoint)
         assert (await handle.outcome()).output == "safe"
     assert saved == {"t/boss#first": "first", "t/boss^1>t/boss#safe": "safe"}
+
+
+async def test_a_checkpoint_that_fails_fails_the_goal_naming_it() -> None:
+    """An on_checkpoint that raises (or is not async) ends the goal failed with a fatal
+    escalation naming the unit and the error, without retrying the leaf."""
+    runs: list[Any] = []
+
+    @ov.leaf
+    async def work(task: ov.Task, ctx: ov.Context) -> str:
+        runs.append(task.input)
+        return "out"
+
+    async def disk_full(key: str, output: Any) -> None:
+        raise OSError("disk full")
+
+    def not_async(key: str, output: Any) -> None:
+        pass
+
+    tree = ov.Tree("t", ov.Tactical("team", children=[work]))
+    async with tree.running() as runner:
+        for hook, cause in ((disk_full, "OSError('disk full')"), (not_async, "TypeError")):
+            runs.clear()
+            handle = await runner.submit("g", on_checkpoint=hook)
+            outcome = await handle.outcome()
+            assert outcome.status is ov.Status.FAILED
+            assert runs == [None]
+            assert outcome.error is not None
+            assert outcome.error.startswith(
+                "Escalation: t/team: the output of team could not be checkpointed: "
+            )
+            assert cause in outcome.error

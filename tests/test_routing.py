@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import trio
 from support import Calls, failing_leaf
 
@@ -142,6 +143,31 @@ async def test_router_failure_escalates_with_cause(autojump_clock: trio.abc.Cloc
     assert outcome.status is ov.Status.FAILED
     assert outcome.failures[-1].error_type == "NoCandidate"
     assert "model offline" in outcome.failures[-1].message
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [(None, "not iterable"), (5, "not iterable"), ([["a"]], "unhashable")],
+    ids=["None", "a number", "unhashable names"],
+)
+async def test_a_router_answering_nonsense_fails_like_one_that_raised(
+    autojump_clock: trio.abc.Clock, answer: Any, problem: str
+) -> None:
+    """A router whose answer is not a list of names fails the step with NoCandidate
+    naming the router, not with an unexplained exception group."""
+
+    async def nonsense(request: ov.RouteRequest, cands: Sequence[ov.Candidate]) -> Any:
+        return answer
+
+    calls = Calls()
+    tree = ov.Tree(
+        "t", ov.Tactical("team", children=[failing_leaf("a", calls, fail=0)], router=nonsense)
+    )
+    outcome = await tree.run("go")
+    assert outcome.status is ov.Status.FAILED
+    assert outcome.failures[-1].error_type == "NoCandidate"
+    assert "the router failed" in outcome.failures[-1].message
+    assert problem in outcome.failures[-1].message
 
 
 async def test_unhealthy_children_are_ranked_out(autojump_clock: trio.abc.Clock) -> None:

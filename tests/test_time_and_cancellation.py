@@ -223,3 +223,47 @@ def test_ctrl_c_during_run_exits_cleanly(tmp_path: Path) -> None:
         process.kill()
     assert out.split() == ["stopped", "interrupted"]
     assert process.returncode == 0, err
+
+
+async def test_a_stray_cancelled_from_a_leaf_fails_the_step(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A leaf re-raising a trio.Cancelled from a scope outside the goal fails its step
+    with an escalation saying so; the plan never returns with that step not run."""
+
+    @ov.leaf(description="alpha")
+    async def alpha(task: ov.Task, ctx: ov.Context) -> None:
+        stray: trio.Cancelled | None = None
+        with trio.CancelScope() as elsewhere:
+            elsewhere.cancel()
+            try:
+                await trio.sleep(1)
+            except trio.Cancelled as caught:
+                stray = caught
+        assert stray is not None
+        raise stray
+
+    ran: list[str] = []
+
+    @ov.leaf(description="beta")
+    async def beta(task: ov.Task, ctx: ov.Context) -> str:
+        ran.append("beta")
+        return "b"
+
+    tree = ov.Tree(
+        "t",
+        ov.Strategic(
+            "boss",
+            plan=[
+                ov.Step("a", "alpha", to="team/alpha"),
+                ov.Step("b", "beta", to="team/beta", after="a"),
+            ],
+            children=[ov.Tactical("team", "both", children=[alpha, beta])],
+        ),
+    )
+    outcome = await tree.run("g")
+    assert outcome.status is ov.Status.FAILED
+    assert ran == []
+    first = outcome.failures[0]
+    assert (first.path, first.step, first.error_type) == ("t/boss/team", "a", "Escalation")
+    assert "trio.Cancelled from a cancel scope outside the goal" in first.message
