@@ -79,15 +79,17 @@ class Config:
     state_dir: Path = attrs.field(factory=default_state_dir, converter=Path)
     host: str = "127.0.0.1"
     port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
-    max_concurrent: int = attrs.field(default=8, validator=at_least(1))
-    max_queue: int = attrs.field(default=1000, validator=at_least(0))
+    max_concurrent: int = attrs.field(default=8, validator=at_least(1, whole=True))
+    max_queue: int = attrs.field(default=1000, validator=at_least(0, whole=True))
     grace: float = attrs.field(default=30.0, validator=at_least(0))
-    max_body: int = attrs.field(default=1_048_576, validator=at_least(1024))
+    max_body: int = attrs.field(default=1_048_576, validator=at_least(1024, whole=True))
     tokens_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     trace: bool = False
     synchronous: Synchronous = attrs.field(default="normal", validator=_synchronous)
     retention: float | None = attrs.field(default=DEFAULT_RETENTION, validator=optional_positive())
-    trace_limit: int = attrs.field(default=DEFAULT_TRACE_LIMIT, validator=at_least(1024))
+    trace_limit: int = attrs.field(
+        default=DEFAULT_TRACE_LIMIT, validator=at_least(1024, whole=True)
+    )
 
     @property
     def journal_path(self) -> Path:

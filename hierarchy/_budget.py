@@ -26,10 +26,12 @@ class Budget:
     is seconds (it becomes the goal's deadline, so running out of time is TIMED_OUT).
     """
 
-    tokens: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(0)))
+    tokens: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(at_least(0, whole=True))
+    )
     cost: float | None = attrs.field(default=None, validator=attrs.validators.optional(at_least(0)))
     attempts: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(at_least(1))
+        default=None, validator=attrs.validators.optional(at_least(1, whole=True))
     )
     time: float | None = attrs.field(default=None, validator=optional_positive())
 

@@ -54,7 +54,7 @@ class Step:
     review: bool = attrs.field(default=False, kw_only=True)
     for_each: str | None = attrs.field(default=None, kw_only=True)
     max_parallel: int | None = attrs.field(
-        default=None, kw_only=True, validator=attrs.validators.optional(at_least(1))
+        default=None, kw_only=True, validator=attrs.validators.optional(at_least(1, whole=True))
     )
 
     @property

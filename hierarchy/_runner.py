@@ -463,8 +463,16 @@ async def open_runner(
     """The body of ``Tree.running()``; see there."""
     if start_failure not in ("fail", "continue"):
         raise ValueError(f"start_failure must be 'fail' or 'continue', got {start_failure!r}")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent!r}")
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool)
+        or not isinstance(max_concurrent, int)
+        or max_concurrent < 1
+    ):
+        raise ValueError(
+            f"max_concurrent must be a whole number at least 1, got {max_concurrent!r}"
+        )
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+        raise ValueError(f"grace must be a number of seconds at least 0, got {grace!r}")
     if reviewer is None and blueprint.needs_review:
         raise ConfigurationError(
             f"{blueprint.path}: the tree has review points but no reviewer was given; "

@@ -86,12 +86,12 @@ class SupervisorSpec:
         default=Strategy.ONE_FOR_ONE, converter=_strategy, kw_only=True
     )
     timeout: float | None = attrs.field(default=None, kw_only=True, validator=optional_positive())
-    max_parallel: int = attrs.field(default=64, kw_only=True, validator=at_least(1))
+    max_parallel: int = attrs.field(default=64, kw_only=True, validator=at_least(1, whole=True))
     review: bool = attrs.field(default=False, kw_only=True)
     skills: frozenset[str] = attrs.field(default=frozenset(), converter=to_skills, kw_only=True)
     aggregate: Aggregator | None = attrs.field(default=None, kw_only=True)
-    max_handoffs: int = attrs.field(default=8, kw_only=True, validator=at_least(0))
-    max_review_rounds: int = attrs.field(default=3, kw_only=True, validator=at_least(1))
+    max_handoffs: int = attrs.field(default=8, kw_only=True, validator=at_least(0, whole=True))
+    max_review_rounds: int = attrs.field(default=3, kw_only=True, validator=at_least(1, whole=True))
 
     @property
     def steps(self) -> Sequence[Step] | None:
@@ -111,7 +111,7 @@ class Strategic(SupervisorSpec):
 
     layer: ClassVar[Layer] = Layer.STRATEGIC
 
-    replans: int = attrs.field(default=0, kw_only=True, validator=at_least(0))
+    replans: int = attrs.field(default=0, kw_only=True, validator=at_least(0, whole=True))
 
     def __attrs_post_init__(self) -> None:
         if self.replans and not callable(self.plan):

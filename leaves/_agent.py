@@ -67,8 +67,8 @@ class AgentSpec:
     name: str
     description: str
     skills: frozenset[str] = attrs.field(converter=to_skills)
-    concurrency: int = attrs.field(validator=at_least(1))
-    queue_limit: int = attrs.field(validator=at_least(0))
+    concurrency: int = attrs.field(validator=at_least(1, whole=True))
+    queue_limit: int = attrs.field(validator=at_least(0, whole=True))
     restart: Restart = attrs.field(validator=attrs.validators.instance_of(Restart))
     timeout: float | None = attrs.field(validator=optional_positive())
     start_timeout: float = attrs.field(validator=positive())

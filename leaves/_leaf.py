@@ -37,7 +37,7 @@ class FunctionLeaf:
     skills: frozenset[str] = attrs.field(default=frozenset(), converter=to_skills)
     timeout: float | None = attrs.field(default=None, validator=optional_positive())
     concurrency: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(at_least(1))
+        default=None, validator=attrs.validators.optional(at_least(1, whole=True))
     )
 
     def __call__(self, task: Task, ctx: Context) -> Awaitable[Any]:

@@ -57,7 +57,7 @@ class LLMPlanner:
     """
 
     model: Model
-    max_steps: int = attrs.field(default=8, kw_only=True, validator=at_least(1))
+    max_steps: int = attrs.field(default=8, kw_only=True, validator=at_least(1, whole=True))
     repairs: int = attrs.field(default=2, kw_only=True)
     instructions: str = attrs.field(default="", kw_only=True)
 

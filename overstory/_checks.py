@@ -26,11 +26,16 @@ def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
 @attrs.frozen
 class _AtLeast:
     minimum: float
+    whole: bool
 
     def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < self.minimum:
+        kinds = int if self.whole else int | float
+        # ``not >=`` rather than ``<``: NaN compares false both ways, and a NaN limit
+        # would never be reached.
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value >= self.minimum:
+            what = "a whole number" if self.whole else "a number"
             raise ValueError(
-                f"{_where(instance, attribute)} must be a number at least {self.minimum:g}, "
+                f"{_where(instance, attribute)} must be {what} at least {self.minimum:g}, "
                 f"got {value!r}"
             )
 
@@ -68,9 +73,10 @@ class _FiniteNonNegative:
             )
 
 
-def at_least(minimum: float) -> _AtLeast:
-    """Accept numbers (not bools) that are at least ``minimum``."""
-    return _AtLeast(minimum)
+def at_least(minimum: float, *, whole: bool = False) -> _AtLeast:
+    """Accept numbers (not bools, not NaN) that are at least ``minimum``; with ``whole``,
+    only ``int``s (a count: 2.5 instances or attempts means nothing)."""
+    return _AtLeast(minimum, whole)
 
 
 def positive() -> _Positive:

@@ -107,7 +107,7 @@ class Retry:
     escalates instead of trying the next candidate (OTP's supervisors never reassign).
     """
 
-    attempts: int = attrs.field(default=3, validator=at_least(1))
+    attempts: int = attrs.field(default=3, validator=at_least(1, whole=True))
     backoff: Backoff = attrs.field(factory=Backoff, validator=attrs.validators.instance_of(Backoff))
     fatal: tuple[type[BaseException], ...] = attrs.field(default=(), converter=to_tuple)
     reassign: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
@@ -130,7 +130,7 @@ class Intensity:
     closes the supervisor again, its failure trips it anew.
     """
 
-    max_failures: int = attrs.field(default=10, validator=at_least(0))
+    max_failures: int = attrs.field(default=10, validator=at_least(0, whole=True))
     within: float = attrs.field(default=60.0, validator=positive())
     cooldown: float | None = attrs.field(default=None, validator=optional_positive())
 
@@ -147,5 +147,5 @@ class Breaker:
     one task is let through; success closes it, failure opens it again.
     """
 
-    failures: int = attrs.field(default=5, validator=at_least(1))
+    failures: int = attrs.field(default=5, validator=at_least(1, whole=True))
     cooldown: float = attrs.field(default=30.0, validator=positive())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -152,16 +153,28 @@ def test_agent_with_bad_settings_is_refused_with_path() -> None:
         build(children=[ov.Tactical("sales", children=[Zero])])
 
 
+async def _work(task: ov.Task, ctx: ov.Context) -> None:
+    return None
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: ov.Retry(attempts=0), "Retry.attempts must be a number at least 1, got 0"),
+        (lambda: ov.Retry(attempts=0), "Retry.attempts must be a whole number at least 1, got 0"),
         (lambda: ov.Retry(attempts=1.5), "Retry.attempts must be a whole number"),
         (lambda: ov.Backoff(initial=-1), "Backoff.initial must be a finite number >= 0"),
         (lambda: ov.Backoff(initial=2, cap=1), "Backoff.cap (1) must not be below initial (2)"),
         (lambda: ov.Backoff(jitter=2), "Backoff.jitter must be between 0 and 1"),
         (lambda: ov.Intensity(within=0), "Intensity.within must be a positive number"),
-        (lambda: ov.Intensity(max_failures=-1), "Intensity.max_failures must be a number"),
+        (lambda: ov.Intensity(max_failures=-1), "Intensity.max_failures must be a whole number"),
+        (lambda: ov.Intensity(max_failures=math.nan), "Intensity.max_failures must be a whole"),
+        (lambda: ov.Breaker(failures=math.nan), "Breaker.failures must be a whole number"),
+        (lambda: ov.Budget(tokens=math.nan), "Budget.tokens must be a whole number"),
+        (lambda: ov.Budget(cost=math.nan), "Budget.cost must be a number at least 0, got nan"),
+        (lambda: ov.Budget(attempts=1.5), "Budget.attempts must be a whole number"),
+        (lambda: ov.Backoff(multiplier=math.nan), "Backoff.multiplier must be a number"),
+        (lambda: ov.Step("s", "g", max_parallel=math.nan), "Step.max_parallel must be a whole"),
+        (lambda: ov.leaf(concurrency=2.5)(_work), "concurrency must be a whole number"),
         (lambda: ov.Breaker(cooldown=-5), "Breaker.cooldown must be a positive number"),
         (lambda: ov.Tactical("t", children=[worker], timeout=-1), "Tactical.timeout"),
         (lambda: ov.Tactical("t", children=[worker], max_parallel=0), "Tactical.max_parallel"),
@@ -262,3 +275,22 @@ def test_plan_validation_accepts_exactly_the_dags(steps: list[ov.Step]) -> None:
             assert position[dependency] < position[step.name]
     if all(not s.after for s in steps):
         assert [s.name for s in order] == [s.name for s in steps]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_concurrent": 0}, "max_concurrent must be a whole number at least 1, got 0"),
+        ({"max_concurrent": 2.5}, "max_concurrent must be a whole number at least 1, got 2.5"),
+        ({"max_concurrent": math.nan}, "max_concurrent must be a whole number"),
+        ({"grace": -1}, "grace must be a number of seconds at least 0, got -1"),
+        ({"grace": math.nan}, "grace must be a number of seconds at least 0, got nan"),
+    ],
+)
+async def test_running_refuses_nonsense_options(options: dict[str, Any], message: str) -> None:
+    """running() refuses a max_concurrent that is not a whole number >= 1 and a grace
+    that is not a number of seconds >= 0, naming the option, before starting anything."""
+    tree = ov.Tree("t", ov.Tactical("team", children=[ov.leaf(_work)]))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        async with tree.running(**options):
+            pass

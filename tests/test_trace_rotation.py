@@ -84,5 +84,5 @@ def test_trace_limit_is_mebibytes_and_at_least_a_kibibyte(tmp_path: Path) -> Non
     with pytest.raises(argparse.ArgumentTypeError, match=r"at least 1/1024 MiB \(1 KiB\)"):
         mebibytes("0.0001")
     assert Config(state_dir=tmp_path).trace_limit == DEFAULT_TRACE_LIMIT
-    with pytest.raises(ValueError, match="trace_limit must be a number at least 1024"):
+    with pytest.raises(ValueError, match="trace_limit must be a whole number at least 1024"):
         Config(state_dir=tmp_path, trace_limit=100)
