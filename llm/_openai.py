@@ -13,13 +13,12 @@ can live at module level and serve any number of runs. Pass ``client=`` to use y
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -28,13 +27,13 @@ from opentelemetry import trace
 
 from overstory._checks import at_least, finite_non_negative, positive
 from overstory.llm._errors import AuthenticationFailed, InvalidRequest, ProviderError
-from overstory.llm._model import (
-    ChatRequest,
-    ChatResponse,
-    Message,
-    Price,
-    ToolCall,
-    estimate_tokens,
+from overstory.llm._model import ChatRequest, ChatResponse, Message, Price
+from overstory.llm._openai_answer import (
+    MALFORMED,
+    Retryable,
+    StreamState,
+    error_message,
+    read_answer,
 )
 from overstory.supervisors._policies import Backoff
 
@@ -49,6 +48,9 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 #: Statuses worth retrying: timeouts, conflicts, rate limits, server errors.
 _RETRYABLE = frozenset({408, 409, 429})
+
+#: Seconds a streamed body may go on after [DONE]; its end normally follows at once.
+_DONE_GRACE = 0.25
 
 _CLIENT: trio.lowlevel.RunVar[httpx.AsyncClient] = trio.lowlevel.RunVar("overstory_http_client")
 
@@ -103,14 +105,6 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         value = when.timestamp() - (time.time() if now is None else now)
         return max(0.0, value)
     return value if math.isfinite(value) and value >= 0 else None
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
 
 
 def _env(name: str) -> str | None:
@@ -184,6 +178,9 @@ class OpenAIModel:
         body = self.body(request)
         headers = {
             "Accept": "text/event-stream" if request.on_text else "application/json",
+            # Streams are read as they arrive, where a body that fails to decode could
+            # not be handled cleanly (see _body); and compression only delays events.
+            **({"Accept-Encoding": "identity"} if request.on_text else {}),
             "X-Overstory-Agent": request.agent,
             "X-Overstory-Purpose": request.purpose,
             **self.headers,
@@ -197,8 +194,8 @@ class OpenAIModel:
                 with trio.fail_after(self.timeout):
                     return await self._send(client, body, headers, request)
             except trio.TooSlowError:
-                problem = _Retryable(f"no answer within {self.timeout:g} s")
-            except _Retryable as exc:
+                problem = Retryable(f"no answer within {self.timeout:g} s")
+            except Retryable as exc:
                 # Kept for its reason only: its traceback would hold this frame, which
                 # holds it, a cycle that lives until a full collection.
                 problem = exc.with_traceback(None)
@@ -288,161 +285,82 @@ class OpenAIModel:
         try:
             async with client.stream("POST", self.url, json=body, headers=headers) as response:
                 if response.status_code >= 300:
-                    await response.aread()
-                    raise self._refusal(response, request)
+                    raise self._refusal(response, await _refusal_body(response), request)
                 if request.on_text is not None and response.headers.get(
                     "content-type", ""
                 ).startswith("text/event-stream"):
                     return await self._read_stream(response, request)
-                await response.aread()
-                answer = self._read(response.content, request)
+                answer = read_answer(await _body(response), request, self.name)
                 if request.on_text is not None and answer.message.content:
                     # The server did not stream: hand over the whole text at once.
                     request.on_text(answer.message.content)
                 return answer
         except httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.DecodingError as exc:
+            # A body that does not decode as its Content-Encoding says (corrupt gzip).
+            raise Retryable(f"malformed answer ({type(exc).__name__}: {exc})", 200) from None
 
-    def _refusal(self, response: httpx.Response, request: ChatRequest) -> Exception:
+    def _refusal(self, response: httpx.Response, content: bytes, request: ChatRequest) -> Exception:
         status = response.status_code
-        message = _error_message(response.content) or response.reason_phrase
+        message = error_message(content) or response.reason_phrase
         if status in (401, 403):
             return AuthenticationFailed(request.agent, status, message)
         if status in _RETRYABLE or status >= 500 or status < 400:
-            return _Retryable(
+            return Retryable(
                 f"HTTP {status}: {message}", status, parse_retry_after(response.headers)
             )
         return InvalidRequest(request.agent, status, message)
-
-    def _read(self, content: bytes, request: ChatRequest) -> ChatResponse:
-        try:
-            data = json.loads(content)
-            choice = data["choices"][0]
-            raw = choice["message"]
-            calls = tuple(
-                ToolCall(
-                    id=str(call.get("id") or f"call_{index}"),
-                    name=str(call["function"]["name"]),
-                    arguments=str(call["function"].get("arguments") or "{}"),
-                )
-                for index, call in enumerate(raw.get("tool_calls") or ())
-            )
-            content_text = raw.get("content")
-            message = Message(
-                role="assistant",
-                content=content_text if isinstance(content_text, str) else None,
-                tool_calls=calls,
-            )
-            return _response(
-                request,
-                message,
-                data.get("usage"),
-                str(data.get("model") or self.name),
-                choice.get("finish_reason"),
-            )
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise _Retryable(f"malformed answer ({type(exc).__name__}: {exc})", 200) from None
 
     async def _read_stream(self, response: httpx.Response, request: ChatRequest) -> ChatResponse:
         # httpx streams through a chain of async generators. Leaving the loop early (break,
         # or an exception in its body) would abandon them half-way, which trio reports as
         # a ResourceWarning. So the body never raises: a problem cancels ``stop``, and the
-        # cancellation then ends every generator of the chain from the inside.
+        # cancellation then ends every generator of the chain from the inside. After
+        # [DONE] the answer is complete: the body gets _DONE_GRACE to end (then the
+        # connection is reused), else it is cut, for servers that never end it.
         assert request.on_text is not None
-        state = _StreamState(model=self.name)
+        state = StreamState(model=self.name)
         problem: BaseException | None = None
         with trio.CancelScope() as stop:
             async for line in response.aiter_lines():
                 if problem is not None or state.done:
                     continue
                 try:
-                    state.feed(line, request.on_text)
+                    if state.feed(line, request.on_text):
+                        stop.deadline = trio.current_time() + _DONE_GRACE
                 except Exception as exc:
                     problem = exc
                     stop.cancel()
-        if isinstance(problem, _Retryable):
-            raise problem
-        if isinstance(problem, (ValueError, KeyError, TypeError, AttributeError)):
-            raise _Retryable(
+        if isinstance(problem, MALFORMED):
+            raise Retryable(
                 f"malformed stream ({type(problem).__name__}: {problem})", 200
             ) from None
         if problem is not None:
             raise problem
-        calls = state.calls
-        message = Message(
-            role="assistant",
-            content="".join(state.text) if state.text or not calls else None,
-            tool_calls=tuple(
-                ToolCall(
-                    id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["args"]
-                )
-                for index, slot in sorted(calls.items())
-            ),
-        )
-        return _response(request, message, state.usage, state.model, state.finish)
+        return state.response(request)
 
 
-@attrs.define
-class _StreamState:
-    """What the server-sent events of one streamed answer said so far."""
+async def _body(response: httpx.Response) -> bytes:
+    # Decoded once read whole, not as it arrives as aread() does: a body that does not
+    # decode (corrupt gzip) would raise inside httpx's chain of async generators and
+    # abandon them, which trio reports as a ResourceWarning. This raises DecodingError.
+    import httpx
 
-    model: str
-    text: list[str] = attrs.Factory(list)
-    calls: dict[int, dict[str, str]] = attrs.Factory(dict)
-    usage: Any = None
-    finish: str | None = None
-    done: bool = False
-
-    def feed(self, line: str, on_text: Callable[[str], None]) -> None:
-        if not line.startswith("data:"):
-            return
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            self.done = True
-            return
-        chunk = json.loads(payload)
-        if "error" in chunk:
-            raise _Retryable(f"error in stream: {_error_text(chunk['error'])}", 200)
-        self.model = str(chunk.get("model") or self.model)
-        self.usage = chunk.get("usage") or self.usage
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            piece = delta.get("content")
-            if isinstance(piece, str) and piece:
-                self.text.append(piece)
-                on_text(piece)
-            for call in delta.get("tool_calls") or ():
-                slot = self.calls.setdefault(
-                    int(call.get("index", len(self.calls))), {"id": "", "name": "", "args": ""}
-                )
-                function = call.get("function") or {}
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] += function.get("name") or ""
-                slot["args"] += function.get("arguments") or ""
-            self.finish = choice.get("finish_reason") or self.finish
+    if response.is_stream_consumed:  # read whole already, as httpx.MockTransport's are
+        return response.content
+    raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    return httpx.Response(response.status_code, headers=response.headers, content=raw).read()
 
 
-def _response(
-    request: ChatRequest, message: Message, usage: Any, model: str, finish: Any
-) -> ChatResponse:
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        input_tokens = int(usage["prompt_tokens"])
-        output_tokens = int(usage.get("completion_tokens") or 0)
-        estimated = False
-    else:
-        input_tokens = estimate_tokens([m.content for m in request.messages])
-        output_tokens = estimate_tokens(
-            [message.content, *(c.arguments for c in message.tool_calls)]
-        )
-        estimated = True
-    return ChatResponse(
-        message=message,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        model=model,
-        finish_reason=finish if isinstance(finish, str) else None,
-        estimated=estimated,
-    )
+async def _refusal_body(response: httpx.Response) -> bytes:
+    import httpx
+
+    try:
+        return await _body(response)
+    except httpx.DecodingError:
+        # The status says enough; a body that does not decode only loses the details.
+        return b""
 
 
 def _encode_message(message: Message) -> dict[str, Any]:
@@ -459,19 +377,3 @@ def _encode_message(message: Message) -> dict[str, Any]:
     if message.tool_call_id is not None:
         data["tool_call_id"] = message.tool_call_id
     return data
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)
-
-
-def _error_message(content: bytes) -> str:
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return content.decode("utf-8", "replace").strip()[:500]
-    if isinstance(data, dict) and "error" in data:
-        return _error_text(data["error"])[:500]
-    return str(data)[:500]

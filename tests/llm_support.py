@@ -1,9 +1,14 @@
-"""Shared by the tests of overstory's LLM parts: a span recorder and a scripted server."""
+"""Shared by the tests of overstory's LLM parts: a span recorder, a scripted server, and a
+raw one that sends whatever bytes a test gives it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
+from typing import Any
 
+import attrs
 import pytest
 import trio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -60,3 +65,74 @@ async def http_model(script: ScriptedModel, nursery: trio.Nursery) -> ov.OpenAIM
         retries=2,
         backoff=ov.Backoff(initial=0.01, cap=0.02, jitter=0.0),
     )
+
+
+@attrs.define
+class RawServer:
+    """A loopback HTTP server answering its n-th request with ``answers[n]`` (the last
+    one once they run out), as raw bytes: for answers no real provider should send.
+    ``hold`` keeps the connection open after an answer instead of reading on."""
+
+    answers: list[bytes]
+    hold: bool = False
+    bodies: list[bytes] = attrs.Factory(list)
+    connections: int = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        task_status.started(f"http://127.0.0.1:{port}/v1")
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while await self._read_request(stream):
+                    index = min(len(self.bodies), len(self.answers)) - 1
+                    await stream.send_all(self.answers[index])
+                    if self.hold:
+                        await trio.sleep_forever()
+
+    async def _read_request(self, stream: trio.SocketStream) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = await stream.receive_some()
+            if not more:
+                return False
+            data += more
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            body += await stream.receive_some()
+        self.bodies.append(body)
+        return True
+
+
+def http_answer(
+    body: bytes | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> bytes:
+    """A raw HTTP/1.1 response: ``body`` as is, or as JSON."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    fields = {"content-type": "application/json", "content-length": str(len(content))}
+    fields.update(headers or {})
+    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return head.encode() + b"\r\n" + content
+
+
+def completion(content: Any = "fine", **fields: Any) -> dict[str, Any]:
+    """A chat completion answering ``content``, with ``fields`` added."""
+    message = {"role": "assistant", "content": content}
+    return {"choices": [{"message": message, "finish_reason": "stop"}], "model": "m", **fields}
+
+
+def events(*chunks: dict[str, Any] | str) -> bytes:
+    """A raw server-sent events answer: each chunk a ``data:`` event (a string as is)."""
+    body = b"".join(
+        f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n".encode() for c in chunks
+    )
+    return http_answer(body, headers={"content-type": "text/event-stream"})

@@ -6,15 +6,26 @@ import contextlib
 import json
 import math
 import types
+from collections.abc import Callable
 
 import attrs
 import httpx
 import pytest
 import trio
-from llm_support import Spans, http_model, script, spans  # noqa: F401 - fixtures
+from llm_support import (  # noqa: F401 - fixtures
+    RawServer,
+    Spans,
+    completion,
+    events,
+    http_answer,
+    http_model,
+    script,
+    spans,
+)
 from support import collector_off
 
 import overstory as ov
+from overstory.llm._model import estimate_tokens
 from overstory.llm._openai import parse_retry_after
 from overstory.testing import Fail, Hang, ScriptedModel, serve_openai, tool_call
 
@@ -330,3 +341,178 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "nan"}) is None
     assert parse_retry_after({}) is None
     assert not math.isnan(parse_retry_after({"retry-after-ms": "x", "retry-after": "1"}) or 0)
+
+
+async def _raw(
+    nursery: trio.Nursery, *answers: bytes, hold: bool = False, timeout: float = 2.0
+) -> tuple[RawServer, ov.OpenAIModel]:
+    """A raw server sending ``answers`` and a model (retries=2) talking to it."""
+    server = RawServer(list(answers), hold=hold)
+    base_url = await nursery.start(server.serve)
+    model = ov.OpenAIModel(
+        "m",
+        base_url=base_url,
+        timeout=timeout,
+        retries=2,
+        backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0),
+    )
+    return server, model
+
+
+def _request(on_text: Callable[[str], None] | None = None) -> ov.ChatRequest:
+    return ov.ChatRequest(messages=[ov.Message.user("hello")], agent="desk/a", on_text=on_text)
+
+
+def _tool_answer(function: dict[str, object]) -> bytes:
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": function}],
+    }
+    return http_answer({"choices": [{"message": message, "finish_reason": "tool_calls"}]})
+
+
+async def test_a_body_that_does_not_decode_is_a_malformed_answer(nursery: trio.Nursery) -> None:
+    """A corrupt gzip body is a malformed answer: retried, then ProviderError."""
+    corrupt = http_answer(b"\x1f\x8b not gzip", headers={"content-encoding": "gzip"})
+    server, model = await _raw(nursery, corrupt)
+    with pytest.raises(ov.ProviderError, match=r"malformed answer \(DecodingError") as caught:
+        await model.complete(_request())
+    assert caught.value.status == 200
+    assert len(server.bodies) == 3
+
+
+@pytest.mark.parametrize(
+    ("usage", "counted"),
+    [
+        ('{"prompt_tokens": -1000000, "completion_tokens": 5}', None),
+        ('{"prompt_tokens": true, "completion_tokens": true}', None),
+        ('{"prompt_tokens": "x", "completion_tokens": 5}', None),
+        ('{"prompt_tokens": Infinity, "completion_tokens": 5}', None),
+        ('{"prompt_tokens": 3, "completion_tokens": Infinity}', (3, 0)),
+        ('{"prompt_tokens": 3, "completion_tokens": -5}', (3, 0)),
+        ('{"prompt_tokens": 3, "completion_tokens": "x"}', (3, 0)),
+        ('{"prompt_tokens": 3, "completion_tokens": 4}', (3, 4)),
+    ],
+)
+async def test_token_counts_that_are_no_counts_are_ignored(
+    nursery: trio.Nursery, usage: str, counted: tuple[int, int] | None
+) -> None:
+    """A usage count that is not an int >= 0 counts as absent: no prompt_tokens means
+    estimated counts, no completion_tokens none; in answers and in streams alike."""
+    counts = json.loads(usage)  # json writes Infinity back as it reads it
+    answer = completion("hi", usage=counts)
+    chunk = {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}], "usage": counts}
+    _, model = await _raw(nursery, http_answer(answer), events(chunk, "[DONE]"))
+    for request in (_request(), _request(on_text=lambda _: None)):
+        response = await model.complete(request)
+        if counted is None:
+            assert response.estimated
+            assert response.input_tokens == estimate_tokens(["hello"])
+            assert response.output_tokens == estimate_tokens(["hi"])
+        else:
+            assert not response.estimated
+            assert (response.input_tokens, response.output_tokens) == counted
+
+
+_PIECE = {"choices": [{"delta": {"content": "Hello "}}]}
+_STOP = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        events(_PIECE, _PIECE),
+        events(),
+        http_answer(b": ping\n\nevent: x\n\n", headers={"content-type": "text/event-stream"}),
+    ],
+    ids=["truncated", "empty", "comments only"],
+)
+async def test_a_stream_cut_short_is_a_malformed_answer(
+    nursery: trio.Nursery, answer: bytes
+) -> None:
+    """A stream that ends with neither [DONE] nor a finish_reason is retried, then
+    ProviderError; one with a finish_reason but no [DONE] is complete."""
+    server, model = await _raw(nursery, answer, answer, answer, events(_PIECE, _STOP))
+    with pytest.raises(ov.ProviderError, match=r"ended before \[DONE\] or a finish_reason"):
+        await model.complete(_request(on_text=lambda _: None))
+    assert len(server.bodies) == 3
+    assert (await model.complete(_request(on_text=lambda _: None))).message.content == "Hello "
+
+
+async def test_a_stream_returns_at_done(nursery: trio.Nursery) -> None:
+    """A server that sends [DONE] but never ends the body does not hold the answer back
+    until the timeout."""
+    body = (
+        b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in (_PIECE, _STOP))
+        + b"data: [DONE]\n\n"
+    )
+    unended = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        b"transfer-encoding: chunked\r\n\r\n" + f"{len(body):x}\r\n".encode() + body + b"\r\n"
+    )
+    # Waiting for the body's end would run into the timeout, and every retry with it:
+    # the call would fail rather than answer.
+    _, model = await _raw(nursery, unended, hold=True, timeout=5.0)
+    response = await model.complete(_request(on_text=lambda _: None))
+    assert response.message.content == "Hello "
+    assert response.finish_reason == "stop"
+
+
+async def test_tool_arguments_sent_as_an_object_are_json(nursery: trio.Nursery) -> None:
+    """Arguments sent as a JSON object rather than a string arrive as that object's JSON."""
+    _, model = await _raw(nursery, _tool_answer({"name": "f", "arguments": {"x": 1}}))
+    (call,) = (await model.complete(_request())).message.tool_calls
+    assert call == ov.ToolCall(id="c1", name="f", arguments='{"x": 1}')
+
+
+async def test_a_tool_call_without_a_name_is_a_malformed_answer(nursery: trio.Nursery) -> None:
+    """A null tool name is a malformed answer, not a tool called "None"."""
+    server, model = await _raw(nursery, _tool_answer({"name": None, "arguments": "{}"}))
+    with pytest.raises(ov.ProviderError, match="tool call 0 has no name"):
+        await model.complete(_request())
+    assert len(server.bodies) == 3
+
+
+async def test_an_error_object_with_a_200_reports_its_message(nursery: trio.Nursery) -> None:
+    """A 200 whose body is an error object fails with the server's message."""
+    error = http_answer({"error": {"message": "context length exceeded", "type": "x"}})
+    server, model = await _raw(nursery, error)
+    with pytest.raises(ov.ProviderError, match="error in answer: context length exceeded"):
+        await model.complete(_request())
+    assert len(server.bodies) == 3
+
+
+async def test_lone_surrogates_are_replaced(nursery: trio.Nursery) -> None:
+    """A lone surrogate escape in content or tool arguments becomes U+FFFD, so the
+    answer can be sent back in the next request."""
+    surrogate = http_answer(b'{"choices": [{"message": {"content": "oops \\ud800"}}]}')
+    arguments = _tool_answer({"name": "f", "arguments": '{"w": "\ud800"}'})
+    server, model = await _raw(nursery, surrogate, http_answer(completion('{"text": "ok"}')))
+    assert await ov.ask(model, "hi", output=Answer) == Answer("ok")
+    assert "oops \ufffd" in json.loads(server.bodies[1])["messages"][-2]["content"]
+    server.answers[:] = [arguments]
+    (call,) = (await model.complete(_request())).message.tool_calls
+    assert call.arguments == '{"w": "\ufffd"}'
+
+
+async def test_content_parts_are_joined(nursery: trio.Nursery) -> None:
+    """Content sent as a list of content parts is the text of its text parts."""
+    parts = [
+        {"type": "text", "text": "hello "},
+        {"type": "image_url"},
+        {"type": "text", "text": "you"},
+    ]
+    _, model = await _raw(nursery, http_answer(completion(parts)))
+    assert (await model.complete(_request())).message.content == "hello you"
+
+
+@pytest.mark.parametrize("content", [42, {"text": "hi"}])
+async def test_content_that_is_no_text_is_a_malformed_answer(
+    nursery: trio.Nursery, content: object
+) -> None:
+    """Content that is neither text, null nor content parts is a malformed answer."""
+    server, model = await _raw(nursery, http_answer(completion(content)))
+    with pytest.raises(ov.ProviderError, match=r"malformed answer \(TypeError: content of type"):
+        await model.complete(_request())
+    assert len(server.bodies) == 3
