@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, overload
@@ -46,7 +47,24 @@ class FunctionLeaf:
     @classmethod
     def from_function(cls, fn: LeafFunction) -> FunctionLeaf:
         """Wrap an undecorated async function: its name and docstring describe it."""
-        return cls(fn=fn, name=fn.__name__, description=first_paragraph(fn.__doc__))
+        return cls(fn=fn, name=callable_name(fn), description=first_paragraph(_doc(fn)))
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """The name a callable goes by: a function's own; a ``functools.partial``'s
+    function's; an object's class's (an instance with an async ``__call__``)."""
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(fn, functools.partial):
+        return callable_name(fn.func)
+    return type(fn).__name__
+
+
+def _doc(fn: Callable[..., Any]) -> str | None:
+    if isinstance(fn, functools.partial):
+        return _doc(fn.func)
+    return getattr(fn, "__doc__", None) if hasattr(fn, "__name__") else type(fn).__doc__
 
 
 @overload
@@ -84,8 +102,8 @@ def leaf(
         )
         return FunctionLeaf(
             fn=function,
-            name=name or function.__name__,
-            description=first_paragraph(function.__doc__) if description is None else description,
+            name=name or callable_name(function),
+            description=first_paragraph(_doc(function)) if description is None else description,
             skills=skill_set,
             timeout=timeout,
             concurrency=concurrency,

@@ -147,7 +147,9 @@ async def try_once(
                 if timeout is not None:
                     with trio.move_on_after(timeout) as bound:
                         output = await child.execute(task, ctx, run, child_span)
-                    if bound.cancelled_caught:
+                    # cancel_called, not cancelled_caught: an agent that swallows the
+                    # Cancelled and returns late has still run out of time.
+                    if bound.cancel_called:
                         raise AttemptTimeout(
                             definition.path, f"attempt timed out after {timeout:g} s"
                         )

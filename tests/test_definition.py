@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -294,3 +295,26 @@ async def test_running_refuses_nonsense_options(options: dict[str, Any], message
     with pytest.raises(ValueError, match=re.escape(message)):
         async with tree.running(**options):
             pass
+
+
+async def test_a_partial_and_an_async_callable_object_are_leaves() -> None:
+    """A functools.partial of an async function and an object with an async __call__
+    are leaves named after the function and the class."""
+
+    async def greet(task: ov.Task, ctx: ov.Context, *, suffix: str) -> str:
+        return "hello" + suffix
+
+    class Echo:
+        """Says the input back."""
+
+        async def __call__(self, task: ov.Task, ctx: ov.Context) -> object:
+            return task.input
+
+    tree = ov.Tree(
+        "t", ov.Tactical("team", children=[functools.partial(greet, suffix="!"), Echo()])
+    )
+    assert [node.path for node in tree.walk()][-2:] == ["t/team/greet", "t/team/Echo"]
+    named = ov.leaf(functools.partial(greet, suffix="?"))
+    assert named.name == "greet"
+    outcome = await tree.run("say hello", input="x")
+    assert outcome.ok

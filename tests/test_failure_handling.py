@@ -227,6 +227,30 @@ async def test_timed_out_attempt_is_a_failure_and_retried(autojump_clock: trio.a
     assert (failure.error_type, failure.path) == ("AttemptTimeout", "t/team/slow")
 
 
+async def test_an_agent_that_swallows_its_timeout_has_still_timed_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A leaf that catches the Cancelled of its own timeout and returns late fails with
+    AttemptTimeout and is retried: its late output is not a success."""
+    attempts: list[int] = []
+
+    @ov.leaf(timeout=1)
+    async def stubborn(task: ov.Task, ctx: ov.Context) -> str:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            try:
+                await trio.sleep(5)
+            except trio.Cancelled:
+                return "late"  # swallowed: the misbehaviour under test
+        return "on time"
+
+    outcome = await ov.Tree("t", team(stubborn)).run("work")
+    assert outcome.output == "on time"
+    assert attempts == [1, 2]
+    (failure,) = outcome.failures
+    assert failure.error_type == "AttemptTimeout"
+
+
 async def test_cancelled_is_never_counted_or_retried(autojump_clock: trio.abc.Clock) -> None:
     """Cancelling a goal mid-attempt records no failure, no retry, and ends CANCELLED."""
     events: list[ov.SupervisionEvent] = []
