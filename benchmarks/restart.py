@@ -27,6 +27,8 @@ import argparse
 import gc
 import time
 
+import trio
+
 from benchmarks._common import emit
 
 SYSTEMS = ("trio", "overstory", "trio-supervisor")
@@ -36,18 +38,22 @@ class Crash(Exception):
     """What the agent raises on every task."""
 
 
+class Worker:
+    """The bare-trio sides' agent: a checkpoint to start and to stop; crashes on every
+    task."""
+
+    async def start(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def handle(self, task: int) -> int:
+        raise Crash(f"task {task}")
+
+    async def stop(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
 def run_trio(args: argparse.Namespace) -> tuple[float, int]:
     import trio
-
-    class Worker:
-        async def start(self) -> None:
-            await trio.lowlevel.checkpoint()
-
-        async def handle(self, task: int) -> int:
-            raise Crash(f"task {task}")
-
-        async def stop(self) -> None:
-            await trio.lowlevel.checkpoint()
 
     restarts = 0
     seconds = 0.0
@@ -73,16 +79,6 @@ def run_trio(args: argparse.Namespace) -> tuple[float, int]:
 
 def run_trio_supervisor(args: argparse.Namespace) -> tuple[float, int]:
     import trio
-
-    class Worker:
-        async def start(self) -> None:
-            await trio.lowlevel.checkpoint()
-
-        async def handle(self, task: int) -> int:
-            raise Crash(f"task {task}")
-
-        async def stop(self) -> None:
-            await trio.lowlevel.checkpoint()
 
     bounded = not args.unbounded
     free: list[Worker] = []  # the started instance, while no caller holds it

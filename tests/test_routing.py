@@ -129,34 +129,25 @@ async def test_custom_router_is_used_and_unknown_names_dropped(
     assert seen == [["a", "b"]]
 
 
-async def test_router_failure_escalates_with_cause(autojump_clock: trio.abc.Clock) -> None:
-    """A router that raises fails the step with NoCandidate chaining the router's error."""
-
-    async def broken(request: ov.RouteRequest, cands: Sequence[ov.Candidate]) -> list[str]:
-        raise LookupError("model offline")
-
-    calls = Calls()
-    tree = ov.Tree(
-        "t", ov.Tactical("team", children=[failing_leaf("a", calls, fail=0)], router=broken)
-    )
-    outcome = await tree.run("go")
-    assert outcome.status is ov.Status.FAILED
-    assert outcome.failures[-1].error_type == "NoCandidate"
-    assert "model offline" in outcome.failures[-1].message
-
-
 @pytest.mark.parametrize(
     ("answer", "problem"),
-    [(None, "not iterable"), (5, "not iterable"), ([["a"]], "unhashable")],
-    ids=["None", "a number", "unhashable names"],
+    [
+        (LookupError("model offline"), "model offline"),
+        (None, "not iterable"),
+        (5, "not iterable"),
+        ([["a"]], "unhashable"),
+    ],
+    ids=["raises", "None", "a number", "unhashable names"],
 )
-async def test_a_router_answering_nonsense_fails_like_one_that_raised(
+async def test_a_router_that_fails_fails_the_step_with_no_candidate(
     autojump_clock: trio.abc.Clock, answer: Any, problem: str
 ) -> None:
-    """A router whose answer is not a list of names fails the step with NoCandidate
-    naming the router, not with an unexplained exception group."""
+    """A router that raises, or whose answer is not a list of names, fails the step with
+    NoCandidate naming the router and its error, not with an unexplained exception group."""
 
     async def nonsense(request: ov.RouteRequest, cands: Sequence[ov.Candidate]) -> Any:
+        if isinstance(answer, Exception):
+            raise answer
         return answer
 
     calls = Calls()
