@@ -95,7 +95,7 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
             raise DefinitionError(path, f"invalid plan: {exc}") from None
         by_name = {child.name: child for child in children}
         for step in spec.steps:
-            if step.to is not None and not _resolves(by_name, step.to):
+            if step.to is not None and not resolves_route(by_name, step.to):
                 raise DefinitionError(
                     path,
                     f"invalid plan: step {step.name!r} is routed to {step.to!r}, "
@@ -121,12 +121,12 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
     )
 
 
-def _resolves(children: dict[str, NodeDef], route: str) -> bool:
+def resolves_route(children: dict[str, NodeDef], route: str) -> bool:
     first, _, rest = route.partition("/")
     node = children.get(first)
     if node is None:
         return False
-    return not rest or _resolves({c.name: c for c in node.children}, rest)
+    return not rest or resolves_route({c.name: c for c in node.children}, rest)
 
 
 def _child_path(parent: str, name: object, kind: str) -> str:

@@ -69,7 +69,11 @@ class Step:
 PlanFunction = Callable[[Task, "Context"], Awaitable[Sequence[Step]]]
 
 
-def validate_plan(steps: Iterable[object], children: Collection[str]) -> tuple[Step, ...]:
+def validate_plan(
+    steps: Iterable[object],
+    children: Collection[str],
+    resolves: Callable[[str], bool] | None = None,
+) -> tuple[Step, ...]:
     """Check ``steps`` form a DAG over ``children`` and return them in plan order.
 
     Plan order is a topological order that keeps the given order wherever the
@@ -98,6 +102,8 @@ def validate_plan(steps: Iterable[object], children: Collection[str]) -> tuple[S
                 f"step {step.name!r} is routed to {step.to!r}, which is not a child "
                 f"(children: {', '.join(sorted(children))})"
             )
+        if step.to is not None and resolves is not None and not resolves(step.to):
+            raise ValueError(f"step {step.name!r} is routed to {step.to!r}, which names no node")
         for dependency in step.after:
             if dependency == step.name:
                 raise ValueError(f"step {step.name!r} depends on itself")

@@ -29,7 +29,7 @@ from overstory._errors import (
     ReviewRejected,
     SupervisorTripped,
 )
-from overstory.hierarchy._blueprint import NodeDef
+from overstory.hierarchy._blueprint import NodeDef, resolves_route
 from overstory.hierarchy._context import Context
 from overstory.hierarchy._plan import Step, validate_plan
 from overstory.hierarchy._routing import Candidate, LexicalRouter, RouteRequest
@@ -131,6 +131,10 @@ class SupervisorNode:
             and not (isinstance(spec, Strategic) and spec.replans)
             else None
         )
+
+    def _routes_to(self, route: str) -> bool:
+        """Whether ``route`` (``team/agent``) names a node below this supervisor."""
+        return resolves_route({n: c.definition for n, c in self.children.items()}, route)
 
     @property
     def path(self) -> str:
@@ -318,7 +322,7 @@ class SupervisorNode:
                 ),
             )
             try:
-                return validate_plan(steps, self.children)
+                return validate_plan(steps, self.children, self._routes_to)
             except ValueError as exc:
                 # Raised from a call, not a local: the error's traceback holds this frame.
                 raise _invalid_plan(self.path, exc, plan_span) from None

@@ -195,6 +195,26 @@ async def test_invalid_dynamic_plan_fails_before_anything_runs(
     assert spans == []
 
 
+async def test_a_dynamic_plan_routed_below_a_team_to_no_node_fails(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A dynamic plan's step routed to team/nobody fails the goal with PlanError naming
+    the route, as the same step in a static plan fails the definition; no step runs."""
+    leaf, spans = recorder()
+
+    async def plan(task: ov.Task, ctx: ov.Context) -> list[ov.Step]:
+        return [ov.Step("a", "x", to="team/ghost")]
+
+    tree = ov.Tree(
+        "t", ov.Strategic("boss", children=[ov.Tactical("team", children=[leaf])], plan=plan)
+    )
+    outcome = await tree.run("go")
+    assert outcome.status is ov.Status.FAILED
+    assert outcome.failures[-1].error_type == "PlanError"
+    assert "step 'a' is routed to 'team/ghost', which names no node" in outcome.failures[-1].message
+    assert spans == []
+
+
 async def test_custom_aggregator_and_default_aggregation(autojump_clock: trio.abc.Clock) -> None:
     """Default: a mapping step → output (one-step plans return the output itself); a custom
     aggregator receives the outputs, the task and the context."""
