@@ -94,7 +94,9 @@ class Outcome:
 
     @property
     def error(self) -> str | None:
-        """The last failure's ``type: message``, or ``None`` when the goal succeeded."""
+        """The last failure's ``type: message``; ``None`` when the goal succeeded, and
+        when it ended without a failure (cancelled, or timed out between attempts):
+        ``status`` says how it ended."""
         if self.ok or not self.failures:
             return None
         last = self.failures[-1]
