@@ -378,9 +378,13 @@ class Runner:
             return Status.FAILED, None
         return Status.SUCCEEDED, output
 
-    async def _close(self, grace: float) -> tuple[str, ...]:
+    async def _close(self, grace: float, pools: list[AgentPoolNode]) -> tuple[str, ...]:
         """Stop intake, give in-flight goals ``grace`` seconds, cancel the rest; return
-        the ids of the goals it cancelled. The grace wait ends early if we are cancelled."""
+        the ids of the goals it cancelled. The grace wait ends early if we are cancelled.
+
+        Before cancelling, the pools stop restarting instances whose task is cancelled:
+        those are stopped once, in order, with the rest (and reported), not restarted.
+        """
         self._accepting = False
         try:
             if grace > 0 and self._active:
@@ -388,6 +392,8 @@ class Runner:
                     for handle in list(self._active.values()):
                         await handle.outcome()
         finally:
+            for pool in pools:
+                pool.closing = True
             remaining = list(self._active.values())
             for handle in remaining:
                 handle.cancel()
@@ -519,7 +525,7 @@ async def open_runner(
                     try:
                         yield runner
                     finally:
-                        cancelled = await runner._close(grace)
+                        cancelled = await runner._close(grace, started)
             finally:
                 runner.report = _report(await _stop_pools(started), cancelled)
         services.cancel_scope.cancel()

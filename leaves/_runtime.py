@@ -120,6 +120,9 @@ class AgentPoolNode:
         self._remaining = spec.concurrency
         self.restarts = 0
         self.stopped: list[ShutdownRecord] = []
+        #: Set when the tree shuts down: an instance whose task is cancelled then keeps
+        #: its agent for stop_all() instead of restarting.
+        self.closing = False
 
     @property
     def path(self) -> str:
@@ -308,6 +311,8 @@ class AgentPoolNode:
         if how == "returned" or (how == "cancelled" and restart is not _PERMANENT):
             self._free.put(instance)
             return
+        if how == "cancelled" and self.closing:
+            return  # stop_all() stops its agent, in order, and reports how it went
         self._live -= 1
         self._restarting += 1
         instance.restarting = True

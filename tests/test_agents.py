@@ -434,3 +434,37 @@ async def test_tasks_wait_for_an_instance_that_is_restarting(
     outcome = await tree.run("go")
     assert outcome.ok
     assert attempts == [(1, 0.0), (2, 5.0)]
+
+
+async def test_an_agent_busy_at_shutdown_is_stopped_once_and_reported(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A PERMANENT agent whose task the shutdown cancels is not restarted (with no
+    backoff it used to start again): it is stopped once, with the others, and a stop()
+    that raises is in runner.report."""
+    lifecycle: list[str] = []
+
+    class Db(ov.Agent):
+        """A database agent."""
+
+        restart = ov.Restart.PERMANENT
+        backoff = ov.Backoff(initial=0.0, cap=0.0, jitter=0.0)
+
+        async def start(self) -> None:
+            lifecycle.append("start")
+
+        async def handle(self, task: ov.Task, ctx: ov.Context) -> None:
+            await trio.sleep(100)
+
+        async def stop(self) -> None:
+            lifecycle.append("stop")
+            raise RuntimeError("connection leak")
+
+    async with ov.Tree("t", ov.Tactical("team", children=[Db])).running() as runner:
+        handle = await runner.submit("g")
+        await trio.sleep(1)
+    assert handle.status is ov.Status.CANCELLED
+    assert lifecycle == ["start", "stop"]
+    assert runner.report is not None
+    assert runner.report.failed == ("t/team/Db",)
+    assert runner.report.cancelled_goals == (handle.id,)
