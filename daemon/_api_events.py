@@ -8,9 +8,9 @@ import json
 import trio
 from starlette.types import Receive, Scope, Send
 
+from overstory._text import utf8
 from overstory.daemon._models import EventView, unstructure
 from overstory.daemon._service import Daemon
-from overstory.daemon._text import utf8
 
 HEARTBEAT = 15.0
 

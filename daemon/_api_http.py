@@ -17,10 +17,10 @@ import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from overstory._text import is_text, utf8
 from overstory.daemon._auth import Identity, Role, Tokens
 from overstory.daemon._models import ErrorBody, InvalidBody, Problem, structure, unstructure
 from overstory.daemon._service import Daemon
-from overstory.daemon._text import is_text, utf8
 
 MAX_DEPTH = 64
 MAX_ID = 2**63 - 1
@@ -266,7 +266,7 @@ def _shape(value: Any) -> tuple[int, bool]:
     every string in it, keys included, is Unicode text.
 
     A string that is not (a lone surrogate) would fail SQLite, the response encoder and
-    clients long after the request was accepted: see :mod:`overstory.daemon._text`.
+    clients long after the request was accepted: see :mod:`overstory._text`.
     """
     deepest, text, stack = 0, True, [(value, 1)]
     while stack:

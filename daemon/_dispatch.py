@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import trio
 
+from overstory._text import scrub
 from overstory.daemon import _store as store
 from overstory.daemon._config import Config
 from overstory.daemon._journal import JournalError
@@ -23,7 +24,6 @@ from overstory.daemon._metrics import Metrics
 from overstory.daemon._models import AttemptView, EventView, GoalStatus
 from overstory.daemon._parking import _Reviews
 from overstory.daemon._retention import keep_for
-from overstory.daemon._text import scrub
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._runner import GoalHandle, Runner
 from overstory.hierarchy._serde import converter

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from overstory._text import scrub
 from overstory.llm._model import ChatRequest, ChatResponse, Message, ToolCall, estimate_tokens
 
 #: What reading an answer of the wrong shape raises (OverflowError: ``int(Infinity)``).
@@ -46,35 +47,25 @@ def read_answer(content: bytes, request: ChatRequest, model: str) -> ChatRespons
             request,
             message,
             data.get("usage"),
-            clean(str(data.get("model") or model)),
+            scrub(str(data.get("model") or model)),
             choice.get("finish_reason"),
         )
     except MALFORMED as exc:
         raise Retryable(f"malformed answer ({type(exc).__name__}: {exc})", 200) from None
 
 
-def clean(text: str) -> str:
-    """``text`` with each lone surrogate (JSON can escape one: ``"\\ud800"``) replaced by
-    U+FFFD: it cannot be encoded, so the next request, which carries it, would fail."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
-
-
 def _content(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return clean(value)
+        return scrub(value)
     if not isinstance(value, list):
         raise TypeError(f"content of type {type(value).__name__}, not text")
     # Content parts, as requests may send them: the answer is in the text parts.
     texts = [part.get("text") for part in value if part.get("type") == "text"]
     if not all(isinstance(text, str) for text in texts):
         raise TypeError("a text content part has no text")
-    return clean("".join(texts)) if texts else None
+    return scrub("".join(texts)) if texts else None
 
 
 def _tool_call(index: int, call: Any) -> ToolCall:
@@ -83,17 +74,17 @@ def _tool_call(index: int, call: Any) -> ToolCall:
     if not isinstance(name, str) or not name:
         raise ValueError(f"tool call {index} has no name")
     return ToolCall(
-        id=clean(str(call.get("id") or f"call_{index}")),
-        name=clean(name),
+        id=scrub(str(call.get("id") or f"call_{index}")),
+        name=scrub(name),
         arguments=_arguments(function.get("arguments")) or "{}",
     )
 
 
 def _arguments(value: Any) -> str:
     if value is None or isinstance(value, str):
-        return clean(value or "")
+        return scrub(value or "")
     # The API sends a JSON string; some servers send the object itself.
-    return clean(json.dumps(value, ensure_ascii=False))
+    return scrub(json.dumps(value, ensure_ascii=False))
 
 
 @attrs.define
@@ -118,7 +109,7 @@ class StreamState:
         chunk = json.loads(payload)
         if "error" in chunk:
             raise Retryable(f"error in stream: {error_object_text(chunk['error'])}", 200)
-        self.model = clean(str(chunk.get("model") or self.model))
+        self.model = scrub(str(chunk.get("model") or self.model))
         self.usage = chunk.get("usage") or self.usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -144,9 +135,9 @@ class StreamState:
             raise Retryable("malformed stream (it ended before [DONE] or a finish_reason)", 200)
         calls = tuple(
             ToolCall(
-                id=clean(str(slot["id"] or f"call_{index}")),
-                name=clean(slot["name"]),
-                arguments=clean(slot["args"]) or "{}",
+                id=scrub(str(slot["id"] or f"call_{index}")),
+                name=scrub(slot["name"]),
+                arguments=scrub(slot["args"]) or "{}",
             )
             for index, slot in sorted(self.calls.items())
         )

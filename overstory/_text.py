@@ -1,11 +1,12 @@
-"""Strings that are not Unicode text, and how the daemon keeps them from failing later.
+"""Strings that are not Unicode text, and how to keep them from failing later.
 
 JSON can escape a lone UTF-16 surrogate (``"\\ud800"``), and Python code can make one
 (``bytes.decode(errors="surrogateescape")``): either way the string holds a code point
-that no UTF-8 encoder accepts, so SQLite, a response body or a log line would fail on it
-long after the string arrived. A request that carries one is refused (422); a string a
-goal produces (an error message, an output) is stored and served with each lone
-surrogate replaced by U+FFFD, as a web browser does.
+that no UTF-8 encoder accepts, so SQLite, a response body, a log line or the next
+request to a model would fail on it long after the string arrived. The daemon refuses a
+request that carries one (422) and stores and serves a string a goal produces with each
+lone surrogate replaced by U+FFFD, as a web browser does; the model client reads an
+answer's text the same way.
 """
 
 from __future__ import annotations
