@@ -7,7 +7,7 @@ tree fails when it is built, never halfway through a goal.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -90,17 +90,9 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
         children.append(node)
     if spec.steps is not None:
         try:
-            validate_plan(spec.steps, names)
+            validate_plan(spec.steps, names, lambda route: resolves_route(children, route))
         except ValueError as exc:
             raise DefinitionError(path, f"invalid plan: {exc}") from None
-        by_name = {child.name: child for child in children}
-        for step in spec.steps:
-            if step.to is not None and not resolves_route(by_name, step.to):
-                raise DefinitionError(
-                    path,
-                    f"invalid plan: step {step.name!r} is routed to {step.to!r}, "
-                    "which names no node below this supervisor",
-                )
     elif spec.plan is not None and not _is_async_callable(spec.plan):
         raise DefinitionError(
             path, f"plan must be a list of ov.Step or an async function, got {spec.plan!r}"
@@ -121,12 +113,13 @@ def _supervisor(parent: str, spec: SupervisorSpec) -> NodeDef:
     )
 
 
-def resolves_route(children: dict[str, NodeDef], route: str) -> bool:
+def resolves_route(children: Iterable[NodeDef], route: str) -> bool:
+    """Whether ``route`` (``team/agent``) names a node among ``children`` or below them."""
     first, _, rest = route.partition("/")
-    node = children.get(first)
+    node = next((child for child in children if child.name == first), None)
     if node is None:
         return False
-    return not rest or resolves_route({c.name: c for c in node.children}, rest)
+    return not rest or resolves_route(node.children, rest)
 
 
 def _child_path(parent: str, name: object, kind: str) -> str:

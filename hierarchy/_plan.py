@@ -79,7 +79,8 @@ def validate_plan(
     Plan order is a topological order that keeps the given order wherever the
     dependencies allow it. Raises ``ValueError`` naming the first problem found:
     a non-Step, a bad or duplicate name, an unknown ``to`` or dependency, a bad
-    ``for_each`` source, or a cycle (listing its steps).
+    ``for_each`` source, or a cycle (listing its steps). With ``resolves``, a ``to``
+    must also be a route it accepts (``team/agent`` naming a node below a child).
     """
     plan = list(steps)
     if not plan:
@@ -103,7 +104,10 @@ def validate_plan(
                 f"(children: {', '.join(sorted(children))})"
             )
         if step.to is not None and resolves is not None and not resolves(step.to):
-            raise ValueError(f"step {step.name!r} is routed to {step.to!r}, which names no node")
+            raise ValueError(
+                f"step {step.name!r} is routed to {step.to!r}, which names no node below "
+                "this supervisor"
+            )
         for dependency in step.after:
             if dependency == step.name:
                 raise ValueError(f"step {step.name!r} depends on itself")

@@ -134,7 +134,7 @@ class SupervisorNode:
 
     def _routes_to(self, route: str) -> bool:
         """Whether ``route`` (``team/agent``) names a node below this supervisor."""
-        return resolves_route({n: c.definition for n, c in self.children.items()}, route)
+        return resolves_route(self.definition.children, route)
 
     @property
     def path(self) -> str:
