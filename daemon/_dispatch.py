@@ -24,8 +24,9 @@ from overstory.daemon._metrics import Metrics
 from overstory.daemon._models import AttemptView, EventView, GoalStatus
 from overstory.daemon._parking import _Reviews
 from overstory.daemon._retention import keep_for
+from overstory.hierarchy._handle import GoalHandle
 from overstory.hierarchy._outcome import Outcome, Status
-from overstory.hierarchy._runner import GoalHandle, Runner
+from overstory.hierarchy._runner import Runner
 from overstory.hierarchy._serde import converter
 
 logger = logging.getLogger("overstory.daemon")

@@ -8,6 +8,7 @@ from overstory.hierarchy._budget import UsageLine as UsageLine
 from overstory.hierarchy._budget import UsageSummary as UsageSummary
 from overstory.hierarchy._context import Context as Context
 from overstory.hierarchy._context import Memory as Memory
+from overstory.hierarchy._handle import GoalHandle as GoalHandle
 from overstory.hierarchy._layer import Layer as Layer
 from overstory.hierarchy._outcome import FailureRecord as FailureRecord
 from overstory.hierarchy._outcome import Outcome as Outcome
@@ -22,7 +23,6 @@ from overstory.hierarchy._review import auto_approve as auto_approve
 from overstory.hierarchy._routing import Candidate as Candidate
 from overstory.hierarchy._routing import LexicalRouter as LexicalRouter
 from overstory.hierarchy._routing import RouteRequest as RouteRequest
-from overstory.hierarchy._runner import GoalHandle as GoalHandle
 from overstory.hierarchy._runner import NodeHealth as NodeHealth
 from overstory.hierarchy._runner import Runner as Runner
 from overstory.hierarchy._runner import ShutdownReport as ShutdownReport

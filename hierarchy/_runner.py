@@ -27,9 +27,11 @@ from overstory._errors import (
     RunnerClosed,
     StartError,
 )
+from overstory.hierarchy._admission import Admission, Ticket
 from overstory.hierarchy._blueprint import NodeDef
 from overstory.hierarchy._budget import Budget, Usage
 from overstory.hierarchy._context import Context, Memory, using_context
+from overstory.hierarchy._handle import GoalHandle
 from overstory.hierarchy._outcome import Outcome, Status
 from overstory.hierarchy._review import Reviewer
 from overstory.hierarchy._task import Task
@@ -42,7 +44,7 @@ from overstory.supervisors._runtime import CheckpointWriter, GoalRun, Node, Runt
 from overstory.supervisors._supervisor import SupervisorNode
 from overstory.telemetry._hooks import Instrumentation, SpanHook, current_instrumentation
 
-__all__ = ["GoalHandle", "NodeHealth", "Runner", "ShutdownReport", "open_runner"]
+__all__ = ["NodeHealth", "Runner", "ShutdownReport", "open_runner"]
 
 logger = logging.getLogger("overstory")
 
@@ -80,63 +82,6 @@ class NodeHealth:
     restarts: int | None = None
 
 
-class GoalHandle:
-    """A submitted goal: wait for its outcome or cancel it."""
-
-    __slots__ = ("_cancel_requested", "_done", "_memory", "_outcome", "_scope", "goal", "id")
-
-    def __init__(
-        self, goal_id: str, goal: str, scope: trio.CancelScope, memory: Memory | None = None
-    ) -> None:
-        self.id = goal_id
-        self.goal = goal
-        self._scope = scope
-        self._memory = memory if memory is not None else Memory()
-        self._done = trio.Event()
-        self._outcome: Outcome | None = None
-        self._cancel_requested = False
-
-    def __repr__(self) -> str:
-        status = self._outcome.status.value if self._outcome else "running"
-        return f"<GoalHandle {self.id} {status}>"
-
-    @property
-    def done(self) -> bool:
-        return self._outcome is not None
-
-    @property
-    def status(self) -> Status | None:
-        """The final status, or ``None`` while the goal runs."""
-        return self._outcome.status if self._outcome is not None else None
-
-    def memory(self) -> dict[str, Any]:
-        """A copy of the goal's shared memory as it is now (as it ended, once done).
-
-        The daemon stores it with each checkpoint and passes it back as ``memory=`` when
-        it resumes the goal."""
-        return self._memory.snapshot()
-
-    def cancel(self) -> None:
-        """Cancel the whole goal: every step, every agent below it. Idempotent.
-
-        The agents' ``finally`` blocks run; the outcome becomes CANCELLED (unless the goal
-        had already ended).
-        """
-        self._cancel_requested = True
-        self._scope.cancel()
-
-    async def outcome(self) -> Outcome:
-        """Wait until the goal ends and return its outcome. Cancelling the wait does not
-        cancel the goal."""
-        await self._done.wait()
-        assert self._outcome is not None
-        return self._outcome
-
-    def _finish(self, outcome: Outcome) -> None:
-        self._outcome = outcome
-        self._done.set()
-
-
 class Runner:
     """Accepts goals for a started tree; made by ``Tree.running()``."""
 
@@ -153,7 +98,7 @@ class Runner:
         self.root = root
         self.runtime = runtime
         self._nursery = nursery
-        self._limiter = trio.CapacityLimiter(max_concurrent) if max_concurrent is not None else None
+        self._admission = Admission(max_concurrent) if max_concurrent is not None else None
         self._active: dict[str, GoalHandle] = {}
         self._ended = [0, 0]  # goals that succeeded, failed (the root's health)
         self._accepting = True
@@ -271,10 +216,14 @@ class Runner:
             usage=Usage(budget=budget, on_exhausted=handle._scope.cancel),
         )
         self._active[goal_id] = handle
-        self._nursery.start_soon(self._run_goal, handle, run, input, name=f"goal {goal_id}")
+        # The goal's place in line is taken now, in submission order.
+        ticket = self._admission.ticket() if self._admission is not None else None
+        self._nursery.start_soon(self._run_goal, handle, run, input, ticket, name=f"goal {goal_id}")
         return handle
 
-    async def _run_goal(self, handle: GoalHandle, run: GoalRun, input: Any) -> None:
+    async def _run_goal(
+        self, handle: GoalHandle, run: GoalRun, input: Any, ticket: Ticket | None
+    ) -> None:
         started_at = time.time()
         status = Status.CANCELLED
         output: Any = None
@@ -286,9 +235,12 @@ class Runner:
                 layer=self.root.definition.layer,
             ) as goal_span:
                 with handle._scope:
-                    if self._limiter is not None:
-                        async with self._limiter:
+                    if self._admission is not None and ticket is not None:
+                        try:
+                            await self._admission.wait(ticket)
                             status, output = await self._run_root(run, input, goal_span)
+                        finally:
+                            self._admission.release(ticket)
                     else:
                         status, output = await self._run_root(run, input, goal_span)
                 if handle._scope.cancelled_caught:

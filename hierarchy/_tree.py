@@ -93,9 +93,9 @@ class Tree:
         from the block arrives wrapped in an exception group, as from a trio nursery.
 
         ``seed`` seeds the backoff jitter; ``max_concurrent`` bounds goals running at
-        once (the rest wait, and start as slots free up in the order trio first runs
-        their tasks, which is not always the order of submission: queue goals yourself
-        when order matters, as the daemon does by priority); ``on_event`` receives every
+        once (the rest wait, and start as slots free up, in the order they were
+        submitted; a goal's ``timeout`` and ``cancel()`` apply while it waits, and a goal
+        that ends waiting gives up its place); ``on_event`` receives every
         supervision event; ``instrumentation`` defaults to what ``overstory.telemetry``
         installed.
         """
