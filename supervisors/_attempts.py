@@ -62,6 +62,7 @@ async def try_once(
     span: SpanHook,
     outputs: Mapping[str, Any],
     feedback: tuple[str, ...],
+    follow: bool = True,
 ) -> Decision:
     """One attempt at ``task`` on the best available candidate, and what follows it.
 
@@ -72,6 +73,10 @@ async def try_once(
     becomes ``track.previous`` whether it succeeds or not), and updates the child's
     breaker. Cancellation from outside passes through untouched, and a cancelled attempt
     counts neither as a success nor as a failure of the breaker.
+
+    A hand-off the child returns is followed to its end here, unless ``follow`` is false:
+    then it is the attempt's output, for the caller that is following a chain already
+    (one loop for the whole chain, however long, rather than one nested call per hop).
     """
     if track.ranked is None:
         track.ranked = node.known_rank(step)
@@ -196,11 +201,12 @@ async def try_once(
     else:
         CONTEXTS[me] = outer
     stats[0] -= 1
-    if isinstance(output, _HANDOFFS):
+    if follow and isinstance(output, _HANDOFFS):
         try:
             output = await follow_handoff(node, output, child, task, run, span, outputs, feedback)
         except Failure as exc:
-            run.fail(
+            # An escalation from the chain's target is in the failure chain already.
+            run.fail_once(
                 path=node.path,
                 layer=node.definition.layer_name,
                 step=step.name,

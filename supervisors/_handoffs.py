@@ -104,8 +104,10 @@ async def _complete(
     feedback: tuple[str, ...],
 ) -> tuple[Any, str, str | None]:
     while True:
+        # follow=False: a hand-off the target returns comes back to follow_handoff's
+        # loop, so a chain of any length runs in constant stack depth.
         decision = await node.try_once(
-            track, step, task, run, span, outputs=outputs, feedback=feedback
+            track, step, task, run, span, outputs=outputs, feedback=feedback, follow=False
         )
         if isinstance(decision, Done):
             agent = decision.agent or node.path

@@ -425,9 +425,10 @@ class SupervisorNode:
         *,
         outputs: Mapping[str, Any],
         feedback: tuple[str, ...],
+        follow: bool = True,
     ) -> Decision:
         """One attempt at ``task`` and what follows it; see :func:`try_once`."""
-        return await try_once(self, track, step, task, run, span, outputs, feedback)
+        return await try_once(self, track, step, task, run, span, outputs, feedback, follow)
 
 
 def _combine(steps: tuple[Step, ...], outputs: Mapping[str, Any]) -> Any:

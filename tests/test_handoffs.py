@@ -145,3 +145,53 @@ async def test_handoff_loop_across_teams_is_cut(autojump_clock: trio.abc.Clock) 
     outcome = await tree.run("go")
     assert outcome.status is ov.Status.FAILED
     assert len(hops) == 9  # the first run plus the default bound of 8 hand-offs
+
+
+def bouncing_team(hops: int, *, fail_at_end: bool) -> ov.Tree:
+    """Two leaves handing a counter back and forth ``hops`` times; the last one answers
+    (or raises, with ``fail_at_end``)."""
+
+    async def bounce(task: ov.Task, ctx: ov.Context, other: str) -> Any:
+        if task.input == hops:
+            if fail_at_end:
+                raise ov.Fatal("the end of the chain failed")
+            return task.input
+        return ov.Handoff(to=other, input=task.input + 1)
+
+    @ov.leaf
+    async def ping(task: ov.Task, ctx: ov.Context) -> Any:
+        return await bounce(task, ctx, "pong")
+
+    @ov.leaf
+    async def pong(task: ov.Task, ctx: ov.Context) -> Any:
+        return await bounce(task, ctx, "ping")
+
+    return ov.Tree(
+        "t",
+        ov.Tactical(
+            "team",
+            children=[ping, pong],
+            plan=[ov.Step("s", "x", to="ping")],
+            max_handoffs=hops + 1,
+        ),
+    )
+
+
+async def test_a_long_handoff_chain_runs_in_constant_depth() -> None:
+    """A chain of 3,000 hand-offs (max_handoffs raised) completes: hops are followed in
+    a loop, not one nested call per hop (which hit Python's recursion limit near 300)."""
+    outcome = await bouncing_team(3000, fail_at_end=False).run("go", input=0)
+    assert outcome.ok, outcome.error
+    assert outcome.output == 3000
+
+
+async def test_a_failure_at_the_end_of_a_chain_is_recorded_once() -> None:
+    """The target at the end of a 40-hop chain fails: the chain records that failure
+    and one hand-off escalation whose message quotes it once (not once per hop)."""
+    outcome = await bouncing_team(40, fail_at_end=True).run("go", input=0)
+    assert outcome.status is ov.Status.FAILED
+    assert [f.error_type for f in outcome.failures] == ["Fatal", "Escalation", "Escalation"]
+    handoff = outcome.failures[-1]
+    assert handoff.message == (
+        "t/team: hand-off failed: t/team: fatal failure in t/team/ping: the end of the chain failed"
+    )
