@@ -182,8 +182,11 @@ class Runner:
         is cancelled and ends BUDGET_EXHAUSTED (TIMED_OUT for time).
 
         Raises :class:`RunnerClosed` after intake stopped, ``ValueError`` for an empty
-        goal, a bad timeout or a goal id in flight, and ``TypeError`` for an input that
-        is not JSON-serialisable.
+        goal or goal id, a bad timeout or a goal id in flight, and ``TypeError`` for an
+        input that is not JSON-serialisable or an argument of the wrong type (a
+        ``goal_id`` that is not a string, a ``budget`` that is not a :class:`Budget`, a
+        ``memory`` or ``checkpoints`` that is not a mapping, an ``on_checkpoint`` that is
+        not callable).
         """
         if not self._accepting:
             raise RunnerClosed("the runner has stopped accepting goals")
@@ -193,6 +196,18 @@ class Runner:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if goal_id is not None and not isinstance(goal_id, str):
+            raise TypeError(f"goal_id must be a string, got {goal_id!r}")
+        if goal_id == "":
+            raise ValueError("goal_id must not be empty (omit it for a generated id)")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"budget must be an ov.Budget, got {type(budget).__name__}")
+        if memory is not None and not isinstance(memory, Mapping):
+            raise TypeError(f"memory must be a mapping, got {type(memory).__name__}")
+        if checkpoints is not None and not isinstance(checkpoints, Mapping):
+            raise TypeError(f"checkpoints must be a mapping, got {type(checkpoints).__name__}")
+        if on_checkpoint is not None and not callable(on_checkpoint):
+            raise TypeError(f"on_checkpoint must be callable, got {on_checkpoint!r}")
         try:
             json.dumps(input)
         except (TypeError, ValueError) as exc:

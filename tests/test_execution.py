@@ -351,6 +351,33 @@ async def test_submit_validates_its_arguments() -> None:
         await runner.submit("go", goal_id="same")
         with pytest.raises(ValueError, match="already in flight"):
             await runner.submit("go", goal_id="same")
+        assert [h.id for h in runner.in_flight] == ["same"]
+
+
+@pytest.mark.parametrize(
+    ("argument", "error", "message"),
+    [
+        ({"goal_id": 7}, TypeError, "goal_id must be a string, got 7"),
+        ({"goal_id": ""}, ValueError, "goal_id must not be empty"),
+        ({"budget": {"tokens": 5}}, TypeError, "budget must be an ov.Budget, got dict"),
+        ({"memory": ["a"]}, TypeError, "memory must be a mapping, got list"),
+        ({"checkpoints": "k"}, TypeError, "checkpoints must be a mapping, got str"),
+        ({"on_checkpoint": 3}, TypeError, "on_checkpoint must be callable, got 3"),
+    ],
+)
+async def test_submit_checks_argument_types(
+    argument: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """submit() names an argument of the wrong type at once, and starts no goal."""
+
+    @ov.leaf
+    async def noop(task: ov.Task, ctx: ov.Context) -> None:
+        return None
+
+    async with ov.Tree("t", ov.Tactical("team", children=[noop])).running() as runner:
+        with pytest.raises(error, match=message):
+            await runner.submit("go", **argument)
+        assert runner.in_flight == ()
 
 
 async def test_failure_cancels_siblings_before_the_outcome(autojump_clock: trio.abc.Clock) -> None:
