@@ -8,6 +8,7 @@ keeps spending; the outcome's status is BUDGET_EXHAUSTED.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 import attrs
 
@@ -99,6 +100,7 @@ class Usage:
 
     __slots__ = (
         "_agents",
+        "_attempt_limit",
         "_layers",
         "_leaf",
         "_limited",
@@ -118,6 +120,7 @@ class Usage:
         self._agents: dict[str, _Tally] = {}
         self._layers: dict[str, _Tally] = {}
         self._leaf: _Tally | None = None  # self._layers["leaf"], once it exists
+        self._attempt_limit = self.budget.attempts
         self._limited = (
             self.budget.tokens is not None
             or self.budget.cost is not None
@@ -165,6 +168,10 @@ class Usage:
         like :meth:`charge`."""
         if self.exhausted is not None:
             raise BudgetExhausted(path, self.exhausted)
+        limit = self._attempt_limit
+        if limit is not None and self._total.attempts >= limit:
+            # Refused before it runs, so not counted: usage says what the goal did.
+            self._exhaust(path, f"attempt budget exhausted: {self._total.attempts + 1} > {limit}")
         self._total.attempts += 1
         agent = self._agents.get(path)  # what _tally does, minus a call per attempt
         if agent is None:
@@ -189,10 +196,13 @@ class Usage:
             return
         reason = self._over()
         if reason is not None:
-            self.exhausted = reason
-            if self.on_exhausted is not None:
-                self.on_exhausted()
-            raise BudgetExhausted(path, reason)
+            self._exhaust(path, reason)
+
+    def _exhaust(self, path: str, reason: str) -> NoReturn:
+        self.exhausted = reason
+        if self.on_exhausted is not None:
+            self.on_exhausted()
+        raise BudgetExhausted(path, reason)
 
     def _over(self) -> str | None:
         budget, total = self.budget, self._total

@@ -261,7 +261,8 @@ async def ask(
     ``max_tool_rounds`` rounds. An answer that is not valid JSON of the right shape is
     sent back with what is wrong, at most ``repairs`` times, before
     :class:`~overstory.InvalidOutput` is raised. ``on_text`` receives the answer's text as
-    it streams in.
+    it streams in; a call whose stream fails part-way raises rather than retrying, so
+    text is never sent to it twice (see :class:`~overstory.ChatRequest`).
 
     Every call is charged to ``ctx`` (default: the context of the agent running in this
     task, if any), so the goal's budget is enforced; ``agent`` (default ``ctx.path``)

@@ -4,13 +4,14 @@
 
     Failure                      (retried, reassigned and escalated by supervisors)
     └── ModelError               a model call failed
-        ├── ProviderError        429, 5xx, timeout, connection or malformed answer,
-        │                        after the client's own retries
+        ├── ProviderError        429, 5xx, timeout, connection, malformed or too
+        │                        large answer, after the client's own retries
         └── InvalidOutput        the answer did not validate, after the repair rounds
     Fatal                        (never retried: the goal fails)
     └── ProviderRejected         the provider refused the request
         ├── AuthenticationFailed 401 or 403: the key is missing, wrong or not allowed
-        └── InvalidRequest       any other 4xx: unknown model, bad parameters, too long
+        └── InvalidRequest       any other 4xx: unknown model, bad parameters, too long;
+                                 or a 3xx: the base URL is wrong
 
 ``trio.Cancelled`` and :class:`~overstory.BudgetExhausted` pass through model calls
 unchanged.
@@ -36,7 +37,9 @@ class ModelError(Failure):
 
 class ProviderError(ModelError):
     """The provider answered 429 or 5xx, timed out, could not be reached or sent a malformed
-    answer, and the client's own retries did not help.
+    answer, and the client's own retries did not help. Some failures are raised without
+    the client retrying them: an answer larger than the client's bound, and one that
+    failed after part of its text was streamed to ``on_text``.
 
     ``status`` is the last HTTP status (``None`` for timeouts and connection errors) and
     ``retry_after`` the last ``Retry-After`` the provider asked for, in seconds.
@@ -65,7 +68,8 @@ class InvalidOutput(ModelError):
 
 
 class ProviderRejected(Fatal):
-    """The provider refused the request with a 4xx status: retrying cannot help."""
+    """The provider refused the request with a 4xx status, or redirected it (3xx):
+    retrying cannot help."""
 
     def __init__(self, path: str, status: int, message: str) -> None:
         text = f"HTTP {status}: {message}"
@@ -80,4 +84,6 @@ class AuthenticationFailed(ProviderRejected):
 
 
 class InvalidRequest(ProviderRejected):
-    """Any other 4xx: an unknown model, invalid parameters, a prompt that is too long."""
+    """Any other 4xx: an unknown model, invalid parameters, a prompt that is too long. Also
+    a 3xx: a model endpoint that redirects means the base URL is wrong (redirects are not
+    followed)."""

@@ -93,7 +93,10 @@ class ChatRequest:
     ``schema`` asks for a JSON answer of that shape (named ``schema_name``); ``agent`` is
     the path of the agent asking and ``purpose`` what for (``"answer"``, ``"route"``,
     ``"plan"``, ``"aggregate"``): error messages and scripted models use them.
-    ``on_text``, when given, receives the answer's text as it arrives (streaming).
+    ``on_text``, when given, receives the answer's text as it arrives (streaming). Text
+    it received is never taken back: a model whose stream fails after some text arrived
+    raises (:class:`~overstory.ProviderError`) rather than retrying and sending the text
+    again, as the caller has seen partial output.
     """
 
     messages: tuple[Message, ...] = attrs.field(converter=_messages)

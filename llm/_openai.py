@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -30,11 +30,13 @@ from overstory.llm._errors import AuthenticationFailed, InvalidRequest, Provider
 from overstory.llm._model import ChatRequest, ChatResponse, Message, Price
 from overstory.llm._openai_answer import (
     MALFORMED,
+    AttemptFailed,
     Retryable,
     StreamState,
     error_message,
     read_answer,
 )
+from overstory.llm._openai_body import ACCEPT_ENCODING, read_body, read_lines
 from overstory.supervisors._policies import Backoff
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ _RETRYABLE = frozenset({408, 409, 429})
 
 #: Seconds a streamed body may go on after [DONE]; its end normally follows at once.
 _DONE_GRACE = 0.25
+
+#: Bytes of a refusal's body read for its reason (at most 500 characters are shown).
+_REFUSAL_BYTES = 65536
 
 _CLIENT: trio.lowlevel.RunVar[httpx.AsyncClient] = trio.lowlevel.RunVar("overstory_http_client")
 
@@ -138,7 +143,22 @@ class OpenAIModel:
     else after ``backoff``; a ``Retry-After`` longer than ``max_retry_after`` is not waited
     for. Then :class:`~overstory.ProviderError` is raised, which supervisors retry or
     reassign. 401 and 403 raise :class:`~overstory.AuthenticationFailed`, other 4xx
-    :class:`~overstory.InvalidRequest`: both fatal. Cancellation is never retried.
+    :class:`~overstory.InvalidRequest`: both fatal. A 3xx raises ``InvalidRequest`` too,
+    naming the status and the ``Location``: redirects are not followed, as a model endpoint
+    that redirects a POST means ``base_url`` is wrong. Cancellation is never retried.
+
+    An answer's body may hold at most ``max_answer_bytes`` (16 MiB by default), streamed
+    or not. They are counted decoded (after gzip or deflate), as they arrive: the decoded
+    bytes are what the client keeps, while the compressed ones are decoded chunk by chunk
+    and dropped, so a small body that would inflate to gigabytes stops at the bound as
+    well. A larger answer raises ``ProviderError`` at once: the same request would most
+    likely bring it again.
+
+    When the request streams (``on_text``), text handed to ``on_text`` is never taken
+    back: an attempt that fails after some of its text was handed over (a stream cut or
+    stalled part-way) is not retried, as the caller has seen partial output that a retry
+    would repeat; ``ProviderError`` is raised at once and says so. Failures before any
+    text arrived are retried as above.
 
     ``structured`` says how a JSON answer is asked for: ``"json_schema"`` (OpenAI, vLLM,
     Ollama, llama.cpp), ``"json_object"``, or ``"prompt"`` (the schema only in the
@@ -162,6 +182,9 @@ class OpenAIModel:
     max_retry_after: float = attrs.field(
         default=60.0, kw_only=True, validator=finite_non_negative()
     )
+    max_answer_bytes: int = attrs.field(
+        default=16 * 1024 * 1024, kw_only=True, validator=at_least(1, whole=True)
+    )
     structured: Literal["json_schema", "json_object", "prompt"] = attrs.field(
         default="json_schema", kw_only=True, converter=_structured
     )
@@ -178,9 +201,10 @@ class OpenAIModel:
         body = self.body(request)
         headers = {
             "Accept": "text/event-stream" if request.on_text else "application/json",
-            # Streams are read as they arrive, where a body that fails to decode could
-            # not be handled cleanly (see _body); and compression only delays events.
-            **({"Accept-Encoding": "identity"} if request.on_text else {}),
+            # Only what _openai_body can decode within max_answer_bytes (httpx's default
+            # adds zstd and br when installed); streams are not compressed at all, as
+            # compression only delays events.
+            "Accept-Encoding": "identity" if request.on_text else ACCEPT_ENCODING,
             "X-Overstory-Agent": request.agent,
             "X-Overstory-Purpose": request.purpose,
             **self.headers,
@@ -188,18 +212,29 @@ class OpenAIModel:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         client = self.client if self.client is not None else _shared_client()
+        shown = _Shown(request.on_text) if request.on_text is not None else None
+        if shown is not None:
+            request = attrs.evolve(request, on_text=shown)
         attempts = self.retries + 1
         for attempt in range(attempts):
+            problem: AttemptFailed
             try:
                 with trio.fail_after(self.timeout):
                     return await self._send(client, body, headers, request)
             except trio.TooSlowError:
                 problem = Retryable(f"no answer within {self.timeout:g} s")
-            except Retryable as exc:
+            except AttemptFailed as exc:
                 # Kept for its reason only: its traceback would hold this frame, which
                 # holds it, a cycle that lives until a full collection.
                 problem = exc.with_traceback(None)
-            if attempt + 1 == attempts:
+            if shown is not None and shown.delivered and isinstance(problem, Retryable):
+                problem = AttemptFailed(
+                    f"{problem.message}; not retried, as on_text received part of the "
+                    "answer already",
+                    problem.status,
+                    problem.retry_after,
+                )
+            if attempt + 1 == attempts or not isinstance(problem, Retryable):
                 break
             if problem.retry_after is not None and problem.retry_after > self.max_retry_after:
                 logger.warning(
@@ -285,12 +320,17 @@ class OpenAIModel:
         try:
             async with client.stream("POST", self.url, json=body, headers=headers) as response:
                 if response.status_code >= 300:
-                    raise self._refusal(response, await _refusal_body(response), request)
+                    content = await _refusal_body(
+                        response, min(self.max_answer_bytes, _REFUSAL_BYTES)
+                    )
+                    raise self._refusal(response, content, request)
                 if request.on_text is not None and response.headers.get(
                     "content-type", ""
                 ).startswith("text/event-stream"):
                     return await self._read_stream(response, request)
-                answer = read_answer(await _body(response), request, self.name)
+                answer = read_answer(
+                    await read_body(response, self.max_answer_bytes), request, self.name
+                )
                 if request.on_text is not None and answer.message.content:
                     # The server did not stream: hand over the whole text at once.
                     request.on_text(answer.message.content)
@@ -303,61 +343,59 @@ class OpenAIModel:
 
     def _refusal(self, response: httpx.Response, content: bytes, request: ChatRequest) -> Exception:
         status = response.status_code
+        if 300 <= status < 400:
+            location = response.headers.get("location")
+            where = f"to {location!r}" if location else "(no Location header)"
+            return InvalidRequest(
+                request.agent,
+                status,
+                f"{self.url} redirects {where}; redirects are not followed: a model "
+                "endpoint that redirects a POST means base_url is misconfigured",
+            )
         message = error_message(content) or response.reason_phrase
         if status in (401, 403):
             return AuthenticationFailed(request.agent, status, message)
-        if status in _RETRYABLE or status >= 500 or status < 400:
+        if status in _RETRYABLE or status >= 500:
             return Retryable(
                 f"HTTP {status}: {message}", status, parse_retry_after(response.headers)
             )
         return InvalidRequest(request.agent, status, message)
 
     async def _read_stream(self, response: httpx.Response, request: ChatRequest) -> ChatResponse:
-        # httpx streams through a chain of async generators. Leaving the loop early (break,
-        # or an exception in its body) would abandon them half-way, which trio reports as
-        # a ResourceWarning. So the body never raises: a problem cancels ``stop``, and the
-        # cancellation then ends every generator of the chain from the inside. After
-        # [DONE] the answer is complete: the body gets _DONE_GRACE to end (then the
+        # After [DONE] the answer is complete: the body gets _DONE_GRACE to end (then the
         # connection is reused), else it is cut, for servers that never end it.
         assert request.on_text is not None
+        on_text = request.on_text
         state = StreamState(model=self.name)
-        problem: BaseException | None = None
-        with trio.CancelScope() as stop:
-            async for line in response.aiter_lines():
-                if problem is not None or state.done:
-                    continue
-                try:
-                    if state.feed(line, request.on_text):
-                        stop.deadline = trio.current_time() + _DONE_GRACE
-                except Exception as exc:
-                    problem = exc
-                    stop.cancel()
-        if isinstance(problem, MALFORMED):
-            raise Retryable(
-                f"malformed stream ({type(problem).__name__}: {problem})", 200
-            ) from None
-        if problem is not None:
-            raise problem
+        try:
+            await read_lines(
+                response,
+                self.max_answer_bytes,
+                lambda line: state.feed(line, on_text),
+                _DONE_GRACE,
+            )
+        except MALFORMED as exc:
+            raise Retryable(f"malformed stream ({type(exc).__name__}: {exc})", 200) from None
         return state.response(request)
 
 
-async def _body(response: httpx.Response) -> bytes:
-    # Decoded once read whole, not as it arrives as aread() does: a body that does not
-    # decode (corrupt gzip) would raise inside httpx's chain of async generators and
-    # abandon them, which trio reports as a ResourceWarning. This raises DecodingError.
-    import httpx
+@attrs.define
+class _Shown:
+    """Hands text on to a request's ``on_text``, and remembers whether it did."""
 
-    if response.is_stream_consumed:  # read whole already, as httpx.MockTransport's are
-        return response.content
-    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-    return httpx.Response(response.status_code, headers=response.headers, content=raw).read()
+    on_text: Callable[[str], None]
+    delivered: bool = False
+
+    def __call__(self, piece: str) -> None:
+        self.delivered = True
+        self.on_text(piece)
 
 
-async def _refusal_body(response: httpx.Response) -> bytes:
+async def _refusal_body(response: httpx.Response, limit: int) -> bytes:
     import httpx
 
     try:
-        return await _body(response)
+        return await read_body(response, limit, cut=True)
     except httpx.DecodingError:
         # The status says enough; a body that does not decode only loses the details.
         return b""

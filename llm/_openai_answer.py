@@ -21,14 +21,19 @@ from overstory.llm._model import ChatRequest, ChatResponse, Message, ToolCall, e
 MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError)
 
 
-class Retryable(Exception):
-    """An attempt that failed in a way worth retrying; ``message`` says how."""
+class AttemptFailed(Exception):
+    """An attempt that failed; ``message`` says how. Only a :class:`Retryable` one is
+    retried."""
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+
+
+class Retryable(AttemptFailed):
+    """An attempt that failed in a way worth retrying; ``message`` says how."""
 
 
 def read_answer(content: bytes, request: ChatRequest, model: str) -> ChatResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -71,10 +71,14 @@ async def http_model(script: ScriptedModel, nursery: trio.Nursery) -> ov.OpenAIM
 class RawServer:
     """A loopback HTTP server answering its n-th request with ``answers[n]`` (the last
     one once they run out), as raw bytes: for answers no real provider should send.
-    ``hold`` keeps the connection open after an answer instead of reading on."""
+    ``hold`` keeps the connection open after an answer instead of reading on. ``flood``
+    is sent ``floods`` times after an answer, then the connection is held: a body that
+    never ends (of a bounded size, so a client that keeps all of it stays small)."""
 
     answers: list[bytes]
     hold: bool = False
+    flood: bytes = b""
+    floods: int = 0
     bodies: list[bytes] = attrs.Factory(list)
     connections: int = 0
 
@@ -91,7 +95,9 @@ class RawServer:
                 while await self._read_request(stream):
                     index = min(len(self.bodies), len(self.answers)) - 1
                     await stream.send_all(self.answers[index])
-                    if self.hold:
+                    for _ in range(self.floods):
+                        await stream.send_all(self.flood)
+                    if self.hold or self.floods:
                         await trio.sleep_forever()
 
     async def _read_request(self, stream: trio.SocketStream) -> bool:
@@ -113,6 +119,33 @@ class RawServer:
         return True
 
 
+async def raw_server(
+    nursery: trio.Nursery,
+    *answers: bytes,
+    hold: bool = False,
+    flood: bytes = b"",
+    floods: int = 0,
+    timeout: float = 2.0,
+) -> tuple[RawServer, ov.OpenAIModel]:
+    """A raw server sending ``answers`` (see :class:`RawServer`) and a model (retries=2,
+    no backoff) talking to it."""
+    server = RawServer(list(answers), hold=hold, flood=flood, floods=floods)
+    base_url = await nursery.start(server.serve)
+    model = ov.OpenAIModel(
+        "m",
+        base_url=base_url,
+        timeout=timeout,
+        retries=2,
+        backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0),
+    )
+    return server, model
+
+
+def chat_request(on_text: Callable[[str], None] | None = None) -> ov.ChatRequest:
+    """A request saying hello from desk/a, streamed when ``on_text`` is given."""
+    return ov.ChatRequest(messages=[ov.Message.user("hello")], agent="desk/a", on_text=on_text)
+
+
 def http_answer(
     body: bytes | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> bytes:
@@ -122,6 +155,12 @@ def http_answer(
     fields.update(headers or {})
     head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     return head.encode() + b"\r\n" + content
+
+
+def unended_head(*, status: int = 200, content_type: str = "application/json") -> bytes:
+    """The head of a raw HTTP/1.1 response whose body has no length: it lasts until the
+    connection closes."""
+    return f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n\r\n".encode()
 
 
 def completion(content: Any = "fine", **fields: Any) -> dict[str, Any]:

@@ -47,6 +47,19 @@ async def test_attempt_budget_counts_leaf_attempts(autojump_clock: trio.abc.Cloc
     outcome = await tree.run("go", budget=ov.Budget(attempts=2))
     assert outcome.status is ov.Status.BUDGET_EXHAUSTED
     assert calls.names() == ["a", "a"]
+    assert "attempt budget exhausted: 3 > 2" in outcome.failures[-1].message
+
+
+async def test_a_refused_attempt_is_not_counted(autojump_clock: trio.abc.Clock) -> None:
+    """The attempt an attempt budget refuses never runs, so usage counts only the
+    attempts that ran, in total and per agent."""
+    calls = Calls()
+    tree = ov.Tree("t", ov.Tactical("team", children=[failing_leaf("a", calls)]))
+    outcome = await tree.run("go", budget=ov.Budget(attempts=2))
+    assert len(calls.names()) == 2
+    assert outcome.usage.total.attempts == 2
+    assert outcome.usage.by_agent["t/team/a"].attempts == 2
+    assert outcome.usage.by_layer["leaf"].attempts == 2
 
 
 async def test_time_budget_is_a_deadline(autojump_clock: trio.abc.Clock) -> None:

@@ -6,19 +6,19 @@ import contextlib
 import json
 import math
 import types
-from collections.abc import Callable
 
 import attrs
 import httpx
 import pytest
 import trio
 from llm_support import (  # noqa: F401 - fixtures
-    RawServer,
     Spans,
+    chat_request,
     completion,
     events,
     http_answer,
     http_model,
+    raw_server,
     script,
     spans,
 )
@@ -326,6 +326,10 @@ def test_configuration_is_validated() -> None:
         ov.OpenAIModel("m", timeout=0)
     with pytest.raises(ValueError, match="retries"):
         ov.OpenAIModel("m", retries=-1)
+    assert ov.OpenAIModel("m").max_answer_bytes == 16 * 1024 * 1024
+    for bound in (0, -1, 2.5, True, "1"):
+        with pytest.raises(ValueError, match="max_answer_bytes"):
+            ov.OpenAIModel("m", max_answer_bytes=bound)  # type: ignore[arg-type]
 
 
 def test_parse_retry_after() -> None:
@@ -343,26 +347,6 @@ def test_parse_retry_after() -> None:
     assert not math.isnan(parse_retry_after({"retry-after-ms": "x", "retry-after": "1"}) or 0)
 
 
-async def _raw(
-    nursery: trio.Nursery, *answers: bytes, hold: bool = False, timeout: float = 2.0
-) -> tuple[RawServer, ov.OpenAIModel]:
-    """A raw server sending ``answers`` and a model (retries=2) talking to it."""
-    server = RawServer(list(answers), hold=hold)
-    base_url = await nursery.start(server.serve)
-    model = ov.OpenAIModel(
-        "m",
-        base_url=base_url,
-        timeout=timeout,
-        retries=2,
-        backoff=ov.Backoff(initial=0.0, cap=0.0, jitter=0.0),
-    )
-    return server, model
-
-
-def _request(on_text: Callable[[str], None] | None = None) -> ov.ChatRequest:
-    return ov.ChatRequest(messages=[ov.Message.user("hello")], agent="desk/a", on_text=on_text)
-
-
 def _tool_answer(function: dict[str, object]) -> bytes:
     message = {
         "role": "assistant",
@@ -375,9 +359,9 @@ def _tool_answer(function: dict[str, object]) -> bytes:
 async def test_a_body_that_does_not_decode_is_a_malformed_answer(nursery: trio.Nursery) -> None:
     """A corrupt gzip body is a malformed answer: retried, then ProviderError."""
     corrupt = http_answer(b"\x1f\x8b not gzip", headers={"content-encoding": "gzip"})
-    server, model = await _raw(nursery, corrupt)
+    server, model = await raw_server(nursery, corrupt)
     with pytest.raises(ov.ProviderError, match=r"malformed answer \(DecodingError") as caught:
-        await model.complete(_request())
+        await model.complete(chat_request())
     assert caught.value.status == 200
     assert len(server.bodies) == 3
 
@@ -403,8 +387,8 @@ async def test_token_counts_that_are_no_counts_are_ignored(
     counts = json.loads(usage)  # json writes Infinity back as it reads it
     answer = completion("hi", usage=counts)
     chunk = {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}], "usage": counts}
-    _, model = await _raw(nursery, http_answer(answer), events(chunk, "[DONE]"))
-    for request in (_request(), _request(on_text=lambda _: None)):
+    _, model = await raw_server(nursery, http_answer(answer), events(chunk, "[DONE]"))
+    for request in (chat_request(), chat_request(on_text=lambda _: None)):
         response = await model.complete(request)
         if counted is None:
             assert response.estimated
@@ -416,13 +400,14 @@ async def test_token_counts_that_are_no_counts_are_ignored(
 
 
 _PIECE = {"choices": [{"delta": {"content": "Hello "}}]}
+_ROLE = {"choices": [{"delta": {"role": "assistant"}}]}
 _STOP = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
 
 
 @pytest.mark.parametrize(
     "answer",
     [
-        events(_PIECE, _PIECE),
+        events(_ROLE, _ROLE),
         events(),
         http_answer(b": ping\n\nevent: x\n\n", headers={"content-type": "text/event-stream"}),
     ],
@@ -431,13 +416,13 @@ _STOP = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
 async def test_a_stream_cut_short_is_a_malformed_answer(
     nursery: trio.Nursery, answer: bytes
 ) -> None:
-    """A stream that ends with neither [DONE] nor a finish_reason is retried, then
-    ProviderError; one with a finish_reason but no [DONE] is complete."""
-    server, model = await _raw(nursery, answer, answer, answer, events(_PIECE, _STOP))
+    """A stream that ends with neither [DONE] nor a finish_reason, before any text, is
+    retried, then ProviderError; one with a finish_reason but no [DONE] is complete."""
+    server, model = await raw_server(nursery, answer, answer, answer, events(_PIECE, _STOP))
     with pytest.raises(ov.ProviderError, match=r"ended before \[DONE\] or a finish_reason"):
-        await model.complete(_request(on_text=lambda _: None))
+        await model.complete(chat_request(on_text=lambda _: None))
     assert len(server.bodies) == 3
-    assert (await model.complete(_request(on_text=lambda _: None))).message.content == "Hello "
+    assert (await model.complete(chat_request(on_text=lambda _: None))).message.content == "Hello "
 
 
 async def test_a_stream_returns_at_done(nursery: trio.Nursery) -> None:
@@ -453,33 +438,33 @@ async def test_a_stream_returns_at_done(nursery: trio.Nursery) -> None:
     )
     # Waiting for the body's end would run into the timeout, and every retry with it:
     # the call would fail rather than answer.
-    _, model = await _raw(nursery, unended, hold=True, timeout=5.0)
-    response = await model.complete(_request(on_text=lambda _: None))
+    _, model = await raw_server(nursery, unended, hold=True, timeout=5.0)
+    response = await model.complete(chat_request(on_text=lambda _: None))
     assert response.message.content == "Hello "
     assert response.finish_reason == "stop"
 
 
 async def test_tool_arguments_sent_as_an_object_are_json(nursery: trio.Nursery) -> None:
     """Arguments sent as a JSON object rather than a string arrive as that object's JSON."""
-    _, model = await _raw(nursery, _tool_answer({"name": "f", "arguments": {"x": 1}}))
-    (call,) = (await model.complete(_request())).message.tool_calls
+    _, model = await raw_server(nursery, _tool_answer({"name": "f", "arguments": {"x": 1}}))
+    (call,) = (await model.complete(chat_request())).message.tool_calls
     assert call == ov.ToolCall(id="c1", name="f", arguments='{"x": 1}')
 
 
 async def test_a_tool_call_without_a_name_is_a_malformed_answer(nursery: trio.Nursery) -> None:
     """A null tool name is a malformed answer, not a tool called "None"."""
-    server, model = await _raw(nursery, _tool_answer({"name": None, "arguments": "{}"}))
+    server, model = await raw_server(nursery, _tool_answer({"name": None, "arguments": "{}"}))
     with pytest.raises(ov.ProviderError, match="tool call 0 has no name"):
-        await model.complete(_request())
+        await model.complete(chat_request())
     assert len(server.bodies) == 3
 
 
 async def test_an_error_object_with_a_200_reports_its_message(nursery: trio.Nursery) -> None:
     """A 200 whose body is an error object fails with the server's message."""
     error = http_answer({"error": {"message": "context length exceeded", "type": "x"}})
-    server, model = await _raw(nursery, error)
+    server, model = await raw_server(nursery, error)
     with pytest.raises(ov.ProviderError, match="error in answer: context length exceeded"):
-        await model.complete(_request())
+        await model.complete(chat_request())
     assert len(server.bodies) == 3
 
 
@@ -488,11 +473,11 @@ async def test_lone_surrogates_are_replaced(nursery: trio.Nursery) -> None:
     answer can be sent back in the next request."""
     surrogate = http_answer(b'{"choices": [{"message": {"content": "oops \\ud800"}}]}')
     arguments = _tool_answer({"name": "f", "arguments": '{"w": "\ud800"}'})
-    server, model = await _raw(nursery, surrogate, http_answer(completion('{"text": "ok"}')))
+    server, model = await raw_server(nursery, surrogate, http_answer(completion('{"text": "ok"}')))
     assert await ov.ask(model, "hi", output=Answer) == Answer("ok")
     assert "oops \ufffd" in json.loads(server.bodies[1])["messages"][-2]["content"]
     server.answers[:] = [arguments]
-    (call,) = (await model.complete(_request())).message.tool_calls
+    (call,) = (await model.complete(chat_request())).message.tool_calls
     assert call.arguments == '{"w": "\ufffd"}'
 
 
@@ -503,8 +488,8 @@ async def test_content_parts_are_joined(nursery: trio.Nursery) -> None:
         {"type": "image_url"},
         {"type": "text", "text": "you"},
     ]
-    _, model = await _raw(nursery, http_answer(completion(parts)))
-    assert (await model.complete(_request())).message.content == "hello you"
+    _, model = await raw_server(nursery, http_answer(completion(parts)))
+    assert (await model.complete(chat_request())).message.content == "hello you"
 
 
 @pytest.mark.parametrize("content", [42, {"text": "hi"}])
@@ -512,7 +497,7 @@ async def test_content_that_is_no_text_is_a_malformed_answer(
     nursery: trio.Nursery, content: object
 ) -> None:
     """Content that is neither text, null nor content parts is a malformed answer."""
-    server, model = await _raw(nursery, http_answer(completion(content)))
+    server, model = await raw_server(nursery, http_answer(completion(content)))
     with pytest.raises(ov.ProviderError, match=r"malformed answer \(TypeError: content of type"):
-        await model.complete(_request())
+        await model.complete(chat_request())
     assert len(server.bodies) == 3
