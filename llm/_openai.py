@@ -375,6 +375,8 @@ class OpenAIModel:
                 _DONE_GRACE,
             )
         except MALFORMED as exc:
+            if isinstance(on_text, _Shown) and on_text.raised is exc:
+                raise  # the caller's own on_text failed: its error, not the stream's
             raise Retryable(f"malformed stream ({type(exc).__name__}: {exc})", 200) from None
         return state.response(request)
 
@@ -385,10 +387,16 @@ class _Shown:
 
     on_text: Callable[[str], None]
     delivered: bool = False
+    #: What ``on_text`` raised, told apart from a malformed stream by identity.
+    raised: BaseException | None = None
 
     def __call__(self, piece: str) -> None:
         self.delivered = True
-        self.on_text(piece)
+        try:
+            self.on_text(piece)
+        except BaseException as exc:
+            self.raised = exc
+            raise
 
 
 async def _refusal_body(response: httpx.Response, limit: int) -> bytes:

@@ -128,6 +128,21 @@ async def test_a_stream_that_fails_before_any_text_is_retried(nursery: trio.Nurs
     assert len(server.bodies) == 3
 
 
+async def test_an_on_text_that_raises_fails_the_call_with_its_own_error(
+    nursery: trio.Nursery,
+) -> None:
+    """An exception raised by the caller's on_text ends the call as itself (not as a
+    malformed stream), with no retry."""
+    server, model = await raw_server(nursery, events(_PIECE, _STOP), events(_PIECE, _STOP))
+
+    def refuse(piece: str) -> None:
+        raise KeyError(f"no room for {piece!r}")
+
+    with pytest.raises(KeyError, match="no room for 'Hello '"):
+        await ov.ask(model, "hello", on_text=refuse)
+    assert len(server.bodies) == 1
+
+
 @pytest.mark.parametrize(
     ("status", "location"),
     [
