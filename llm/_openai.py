@@ -29,7 +29,6 @@ from overstory._checks import at_least, finite_non_negative, positive
 from overstory.llm._errors import AuthenticationFailed, InvalidRequest, ProviderError
 from overstory.llm._model import ChatRequest, ChatResponse, Message, Price
 from overstory.llm._openai_answer import (
-    MALFORMED,
     AttemptFailed,
     Retryable,
     StreamState,
@@ -367,17 +366,9 @@ class OpenAIModel:
         assert request.on_text is not None
         on_text = request.on_text
         state = StreamState(model=self.name)
-        try:
-            await read_lines(
-                response,
-                self.max_answer_bytes,
-                lambda line: state.feed(line, on_text),
-                _DONE_GRACE,
-            )
-        except MALFORMED as exc:
-            if isinstance(on_text, _Shown) and on_text.raised is exc:
-                raise  # the caller's own on_text failed: its error, not the stream's
-            raise Retryable(f"malformed stream ({type(exc).__name__}: {exc})", 200) from None
+        await read_lines(
+            response, self.max_answer_bytes, lambda line: state.feed(line, on_text), _DONE_GRACE
+        )
         return state.response(request)
 
 
@@ -387,16 +378,10 @@ class _Shown:
 
     on_text: Callable[[str], None]
     delivered: bool = False
-    #: What ``on_text`` raised, told apart from a malformed stream by identity.
-    raised: BaseException | None = None
 
     def __call__(self, piece: str) -> None:
         self.delivered = True
-        try:
-            self.on_text(piece)
-        except BaseException as exc:
-            self.raised = exc
-            raise
+        self.on_text(piece)
 
 
 async def _refusal_body(response: httpx.Response, limit: int) -> bytes:

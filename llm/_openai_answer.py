@@ -104,13 +104,25 @@ class StreamState:
     done: bool = False
 
     def feed(self, line: str, on_text: Callable[[str], None]) -> bool:
-        """Take in one line of the stream; True when it is the ``[DONE]`` that ends it."""
+        """Take in one line of the stream, then hand its text to ``on_text``; True when it
+        is the ``[DONE]`` that ends it. :class:`Retryable` when the line is malformed;
+        what ``on_text`` raises passes through as it is."""
+        try:
+            pieces = self._parse(line)
+        except MALFORMED as exc:
+            raise Retryable(f"malformed stream ({type(exc).__name__}: {exc})", 200) from None
+        for piece in pieces:
+            on_text(piece)
+        return self.done
+
+    def _parse(self, line: str) -> list[str]:
         if not line.startswith("data:"):
-            return False
+            return []
         payload = line[5:].strip()
         if payload == "[DONE]":
             self.done = True
-            return True
+            return []
+        pieces: list[str] = []
         chunk = json.loads(payload)
         if "error" in chunk:
             raise Retryable(f"error in stream: {error_object_text(chunk['error'])}", 200)
@@ -121,7 +133,7 @@ class StreamState:
             piece = _content(delta.get("content"))
             if piece:
                 self.text.append(piece)
-                on_text(piece)
+                pieces.append(piece)
             for call in delta.get("tool_calls") or ():
                 slot = self.calls.setdefault(
                     int(call.get("index", len(self.calls))), {"id": "", "name": "", "args": ""}
@@ -131,7 +143,7 @@ class StreamState:
                 slot["name"] += function.get("name") or ""
                 slot["args"] += _arguments(function.get("arguments"))
             self.finish = choice.get("finish_reason") or self.finish
-        return False
+        return pieces
 
     def response(self, request: ChatRequest) -> ChatResponse:
         """The answer the stream made up; :class:`Retryable` when it was cut short."""

@@ -128,6 +128,25 @@ async def test_a_stream_that_fails_before_any_text_is_retried(nursery: trio.Nurs
     assert len(server.bodies) == 3
 
 
+async def test_a_malformed_event_before_any_text_is_retried(nursery: trio.Nursery) -> None:
+    """An event line that is not a JSON chunk is a malformed stream, retried while no
+    text has reached on_text; on_text gets the retry's text once."""
+    server, model = await raw_server(nursery, events("{not json"), events(_PIECE, _STOP))
+    pieces: list[str] = []
+    assert await ov.ask(model, "hello", on_text=pieces.append) == "Hello "
+    assert pieces == ["Hello "]
+    assert len(server.bodies) == 2
+
+
+async def test_a_malformed_event_after_text_is_not_retried(nursery: trio.Nursery) -> None:
+    """A malformed event after text reached on_text fails the call as a malformed stream,
+    without a retry."""
+    server, model = await raw_server(nursery, events(_PIECE, "[1, 2"), events(_PIECE, _STOP))
+    with pytest.raises(ov.ProviderError, match=r"malformed stream \(JSONDecodeError: "):
+        await ov.ask(model, "hello", on_text=lambda piece: None)
+    assert len(server.bodies) == 1
+
+
 async def test_an_on_text_that_raises_fails_the_call_with_its_own_error(
     nursery: trio.Nursery,
 ) -> None:
